@@ -1,0 +1,36 @@
+"""Shared pytest configuration for the library tests and for nbval over chapters/.
+
+nbval compares, in cells marked ``# NBVAL_CHECK_OUTPUT``, every output the notebook stored. We
+never compare stderr (warnings, progress bars) or rich HTML. pytest scopes a conftest's
+collection hooks to its own directory, so instead of a ``pytest_collectstart`` here (which would
+not see ``chapters/``) we register a small plugin object, which applies everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NBVAL_SKIP_COMPARE = ("stderr", "text/html", "application/javascript")
+
+
+class _NbvalTweaks:
+    """Adds stderr and HTML to the outputs nbval skips when comparing notebook cells."""
+
+    @pytest.hookimpl
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        path = getattr(collector, "path", None)
+        if path is not None and path.suffix == ".ipynb" and hasattr(collector, "skip_compare"):
+            collector.skip_compare = tuple(collector.skip_compare) + NBVAL_SKIP_COMPARE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("mobilevit-edu-nbval"):
+        config.pluginmanager.register(_NbvalTweaks(), "mobilevit-edu-nbval")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT

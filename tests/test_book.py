@@ -1,0 +1,436 @@
+"""Tests of mobilevit_edu.book: the manifest, check, profiles, setup(), run and html."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from mobilevit_edu import book as bk
+from mobilevit_edu.book import BookError, check_book, load_book, read_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EXPECTED_TITLES = [
+    "How to use this book",
+    "Why a light-weight ViT",
+    "Convolution blocks and the MobileNetV2 inverted residual",
+    "Unfold and fold: an image as a sequence of patches",
+    "Multi-head self-attention and the transformer encoder",
+    "The MobileViT block",
+    "The full network: XXS, XS and S",
+]
+
+
+# ---------------------------------------------------------------- helpers: a synthetic book
+
+
+def notebook(*sources: str, outputs: dict[int, list] | None = None, counts: dict[int, int] | None = None):
+    """A notebook with the given code cells (markdown when a source starts with '#md ')."""
+    cells = []
+    for i, src in enumerate(sources):
+        if src.startswith("#md "):
+            cells.append(new_markdown_cell(src[4:]))
+            continue
+        cell = new_code_cell(src)
+        if outputs and i in outputs:
+            cell.outputs = outputs[i]
+        if counts and i in counts:
+            cell.execution_count = counts[i]
+        cells.append(cell)
+    return new_notebook(
+        cells=cells,
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+
+
+GOOD_CELLS = (
+    "from mobilevit_edu.book import setup\nP = setup(seed=0)",
+    "# NBVAL_CHECK_OUTPUT\nprint(1 + 1)",
+)
+
+
+def chapter_toml(path: str, title: str, budget: int = 30, modules: str = "[]") -> str:
+    return textwrap.dedent(
+        f"""
+        [[chapters]]
+        path = "{path}"
+        title = "{title}"
+        paper = ["§1"]
+        modules = {modules}
+        budget_ci = {budget}
+        """
+    )
+
+
+def make_book(root: Path, chapters: dict[str, object], budgets: dict[str, int] | None = None) -> Path:
+    """Write book.toml listing ``chapters`` (path -> notebook, or None to list it without a file)."""
+    (root / "chapters").mkdir(parents=True, exist_ok=True)
+    toml = '[book]\ntitle = "Test Book"\nauthors = ["A. Author"]\ndescription = "A book for tests."\nlanguage = "en"\n'
+    for i, (path, nb) in enumerate(chapters.items()):
+        toml += chapter_toml(path, f"Chapter {i}", (budgets or {}).get(path, 30))
+        if nb is not None:
+            nbformat.write(nb, root / path)
+    (root / "book.toml").write_text(toml, encoding="utf-8")
+    return root / "book.toml"
+
+
+# ---------------------------------------------------------------- the real manifest
+
+
+def test_real_manifest_order_titles_budgets():
+    book = load_book(ROOT)
+    assert book.title == "MobileViT from Scratch"
+    assert book.language == "en"
+    assert [c.title for c in book.chapters] == EXPECTED_TITLES
+    assert [c.number for c in book.chapters] == list(range(7))
+    assert book.chapters[0].path == "chapters/00_how_to_use.ipynb"
+    assert book.chapters[3].slug == "unfold_fold" and book.chapters[3].name == "03_unfold_fold"
+    for c in book.chapters:
+        assert isinstance(c.budget_ci, int) and not isinstance(c.budget_ci, bool) and c.budget_ci > 0
+        assert all(isinstance(p, str) for p in c.paper)
+        assert c.modules, f"{c.path} lists no module"
+    assert book.chapters[6].modules == ["model", "baselines", "registry", "checkpoints"]
+
+
+def test_real_chapter_00_passes_check():
+    book = load_book(ROOT)
+    problems = [p for p in check_book(book) if "00_how_to_use" in p]
+    assert problems == []
+
+
+def test_find_root_from_a_subdirectory(monkeypatch):
+    monkeypatch.chdir(ROOT / "chapters")
+    assert bk.find_root() == ROOT
+
+
+# ---------------------------------------------------------------- manifest errors
+
+
+def test_malformed_toml_names_file_and_line(tmp_path):
+    f = tmp_path / "book.toml"
+    f.write_text('[book]\ntitle = "x"\nauthors = [\n  "unterminated\n', encoding="utf-8")
+    with pytest.raises(BookError) as err:
+        read_manifest(f)
+    msg = str(err.value)
+    assert str(f) in msg and "invalid TOML" in msg and "line 4" in msg
+
+
+def test_missing_book_table(tmp_path):
+    f = tmp_path / "book.toml"
+    f.write_text(chapter_toml("chapters/00_a.ipynb", "A"), encoding="utf-8")
+    with pytest.raises(BookError, match=r"book\.toml: book: missing table \[book\]"):
+        read_manifest(f)
+
+
+def test_missing_key_is_named(tmp_path):
+    f = make_book(tmp_path, {"chapters/00_a.ipynb": None})
+    f.write_text(f.read_text().replace("budget_ci = 30\n", ""), encoding="utf-8")
+    with pytest.raises(BookError) as err:
+        read_manifest(f)
+    assert "chapters[0].budget_ci" in str(err.value) and "missing key" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ['"60"', "true", "1.5"])
+def test_wrong_type_is_named(tmp_path, bad):
+    f = make_book(tmp_path, {"chapters/00_a.ipynb": None})
+    f.write_text(f.read_text().replace("budget_ci = 30", f"budget_ci = {bad}"), encoding="utf-8")
+    with pytest.raises(BookError, match=r"chapters\[0\]\.budget_ci: expected int"):
+        read_manifest(f)
+
+
+def test_duplicate_paths(tmp_path):
+    f = make_book(tmp_path, {"chapters/00_a.ipynb": None})
+    f.write_text(f.read_text() + chapter_toml("chapters/00_a.ipynb", "Again"), encoding="utf-8")
+    with pytest.raises(BookError, match=r"chapters\[1\]\.path: duplicate path"):
+        read_manifest(f)
+
+
+def test_unknown_key_and_bad_path(tmp_path):
+    f = make_book(tmp_path, {"chapters/00_a.ipynb": None})
+    text = f.read_text()
+    f.write_text(text.replace("budget_ci = 30", "budget = 30"), encoding="utf-8")
+    with pytest.raises(BookError, match=r"chapters\[0\]\.budget"):
+        read_manifest(f)
+    f.write_text(text.replace("chapters/00_a.ipynb", "chapters/intro.ipynb"), encoding="utf-8")
+    with pytest.raises(BookError, match=r"chapters\[0\]\.path: .*NN_slug"):
+        read_manifest(f)
+
+
+def test_listed_notebook_missing_names_the_file(tmp_path):
+    nb = notebook(*GOOD_CELLS)
+    make_book(tmp_path, {"chapters/00_a.ipynb": nb, "chapters/01_b.ipynb": None})
+    assert len(load_book(tmp_path).chapters) == 2  # reading the manifest alone is fine
+    with pytest.raises(BookError, match=r"chapters\[1\]\.path: notebook chapters/01_b\.ipynb does not exist"):
+        load_book(tmp_path, require_notebooks=True)
+    assert any("chapters/01_b.ipynb does not exist" in p for p in check_book(load_book(tmp_path)))
+
+
+# ---------------------------------------------------------------- check
+
+
+def test_check_clean_book_has_no_problems(tmp_path):
+    make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    assert check_book(load_book(tmp_path)) == []
+
+
+def test_check_finds_unlisted_notebook(tmp_path):
+    make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    nbformat.write(notebook(*GOOD_CELLS), tmp_path / "chapters" / "07_stray.ipynb")
+    problems = check_book(load_book(tmp_path))
+    assert problems == ["chapters/07_stray.ipynb: (file): not listed in book.toml [[chapters]]"]
+
+
+def test_check_finds_outputs_without_execution_count(tmp_path):
+    out = [new_output("stream", name="stdout", text="2\n")]
+    nb = notebook(*GOOD_CELLS, outputs={1: out})  # outputs, execution_count None
+    make_book(tmp_path, {"chapters/00_a.ipynb": nb})
+    problems = check_book(load_book(tmp_path))
+    assert len(problems) == 1 and "chapters/00_a.ipynb: cells[1].execution_count" in problems[0]
+
+
+def test_check_finds_missing_nbval_mark(tmp_path):
+    nb = notebook(GOOD_CELLS[0], "print('no mark')", "x = 1  # NBVAL_CHECK_OUTPUT is not a line of its own")
+    make_book(tmp_path, {"chapters/00_a.ipynb": nb})
+    problems = check_book(load_book(tmp_path))
+    assert problems == ["chapters/00_a.ipynb: cells: no code cell has a line '# NBVAL_CHECK_OUTPUT'"]
+
+
+def test_check_finds_bad_kernelspec_and_missing_setup(tmp_path):
+    nb = notebook("# NBVAL_CHECK_OUTPUT\nprint(1)")
+    nb.metadata["kernelspec"] = {"name": "python2", "display_name": "Py2", "language": "python"}
+    make_book(tmp_path, {"chapters/00_a.ipynb": nb})
+    problems = check_book(load_book(tmp_path))
+    assert any("metadata.kernelspec.name" in p and "python2" in p for p in problems)
+    assert any("cells[0].source: the first code cell must call setup()" in p for p in problems)
+
+
+def test_check_finds_invalid_json(tmp_path):
+    make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    (tmp_path / "chapters" / "00_a.ipynb").write_text("{not json", encoding="utf-8")
+    problems = check_book(load_book(tmp_path))
+    assert len(problems) == 1 and problems[0].startswith("chapters/00_a.ipynb: (file): not a valid notebook")
+
+
+def test_cli_check_exit_codes(tmp_path, capsys):
+    make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    assert bk.main(["--root", str(tmp_path), "check"]) == 0
+    assert "OK: 1 chapters" in capsys.readouterr().out
+    (tmp_path / "chapters" / "01_extra.ipynb").write_text(json.dumps(notebook(*GOOD_CELLS)))
+    assert bk.main(["--root", str(tmp_path), "check"]) == 1
+    assert "01_extra.ipynb" in capsys.readouterr().out
+
+
+def test_find_chapter_by_number_slug_path(tmp_path):
+    make_book(tmp_path, {"chapters/00_a.ipynb": None, "chapters/03_unfold_fold.ipynb": None})
+    book = load_book(tmp_path)
+    for key in ("3", "03", "unfold_fold", "03_unfold_fold", "chapters/03_unfold_fold.ipynb", "03_unfold_fold.ipynb"):
+        assert book.find(key).number == 3, key
+    with pytest.raises(BookError, match="no chapter matches '9'"):
+        book.find("9")
+
+
+# ---------------------------------------------------------------- markdown helpers
+
+
+def test_toc_and_module_map_markdown():
+    book = load_book(ROOT)
+    toc = bk.toc_markdown(book).splitlines()
+    assert len(toc) == 2 + len(book.chapters)
+    assert toc[2] == "| 00 | [How to use this book](00_how_to_use.ipynb) | — | 60 s |"
+    assert "| 05 | [The MobileViT block](05_mobilevit_block.ipynb) | §3.1, Fig. 1b, Fig. 14 | 90 s |" in toc
+    modmap = bk.module_map_markdown(book)
+    assert "| `mobilevit_edu.patches` | [03 Unfold and fold" in modmap
+    assert modmap.count("\n") == 1 + sum(len(c.modules) for c in book.chapters)
+
+
+# ---------------------------------------------------------------- profiles and setup()
+
+
+def test_profile_from_env_and_pick(monkeypatch):
+    monkeypatch.delenv(bk.PROFILE_ENV, raising=False)
+    full = bk.get_profile()
+    assert full.name == "full" and full.pick(full=100, ci=3) == 100
+    monkeypatch.setenv(bk.PROFILE_ENV, "ci")
+    ci = bk.get_profile(seed=7)
+    assert (ci.name, ci.seed) == ("ci", 7) and ci.pick(full=100, ci=3) == 3
+    assert set(ci.budgets) == set(full.budgets) >= {"images", "steps", "repeats", "epochs"}
+    assert all(ci.budgets[k] < full.budgets[k] for k in ci.budgets if full.budgets[k] > 1)
+    monkeypatch.setenv(bk.PROFILE_ENV, "fast")
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        bk.get_profile()
+
+
+def test_setup_is_reproducible_and_styles_plots(monkeypatch, capsys):
+    import matplotlib as mpl
+
+    monkeypatch.setenv(bk.PROFILE_ENV, "ci")
+    draws = []
+    for _ in range(2):
+        p = bk.setup(seed=123)
+        draws.append((torch.randn(5), np.random.rand(3), random.random()))
+        torch.randn(7), np.random.rand(2)  # advance the generators between the two calls
+    assert isinstance(p, bk.Profile) and p.name == "ci" and p.seed == 123
+    assert torch.equal(draws[0][0], draws[1][0])
+    assert np.array_equal(draws[0][1], draws[1][1]) and draws[0][2] == draws[1][2]
+    assert torch.are_deterministic_algorithms_enabled()
+    assert mpl.rcParams["figure.dpi"] == 110 and mpl.rcParams["savefig.dpi"] == 150
+    assert mpl.rcParams["axes.grid"] is True
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("profile=ci seed=123 torch=") and "threads=" in line
+    bk.setup(seed=124)
+    assert not torch.equal(torch.randn(5), draws[0][0])
+
+
+# ---------------------------------------------------------------- run
+
+
+def test_run_executes_writes_and_reports_errors(tmp_path, capsys):
+    probe = (
+        "import os, sys\n"
+        "print(sys.executable)\n"
+        "print(os.environ['MOBILEVIT_EDU_PROFILE'])\n"
+        "print(os.getcwd())"
+    )
+    ok = notebook("x = 40 + 2", probe)
+    bad = notebook("print('before')", "1 / 0", "print('never')")
+    make_book(tmp_path, {"chapters/00_ok.ipynb": ok, "chapters/01_bad.ipynb": bad, "chapters/02_gone.ipynb": None})
+
+    rc = bk.main(["--root", str(tmp_path), "run", "--profile", "ci", "--write"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:2].isdigit()}
+    assert rows["00_ok"].split()[1:3] and rows["00_ok"].split()[-1] == "ok"
+    assert float(rows["00_ok"].split()[2]) == 30  # budget_ci * 1 under ci
+    assert " error" in rows["01_bad"] and "ZeroDivisionError" in rows["01_bad"]
+    assert "missing" in rows["02_gone"]
+
+    executed = nbformat.read(tmp_path / "_build" / "executed" / "00_ok.ipynb", as_version=4)
+    lines = executed.cells[1].outputs[0]["text"].splitlines()
+    assert lines[0] == sys.executable  # the kernel runs in this interpreter's environment
+    assert lines[1] == "ci"
+    assert Path(lines[2]) == (tmp_path / "chapters").resolve()
+    # --write stores outputs and real execution counts back into chapters/ ...
+    written = nbformat.read(tmp_path / "chapters" / "00_ok.ipynb", as_version=4)
+    assert [c.execution_count for c in written.cells] == [1, 2] and written.cells[1].outputs
+    # ... but never for a chapter that failed; its executed copy shows the error.
+    assert all(not c.outputs for c in nbformat.read(tmp_path / "chapters" / "01_bad.ipynb", as_version=4).cells)
+    failed = nbformat.read(tmp_path / "_build" / "executed" / "01_bad.ipynb", as_version=4)
+    assert failed.cells[1].outputs[0]["ename"] == "ZeroDivisionError" and not failed.cells[2].outputs
+
+
+def test_run_budgets_over_and_stopped(tmp_path):
+    slow = notebook("import time\ntime.sleep(2.3)")
+    stuck = notebook("import time\ntime.sleep(60)")
+    make_book(
+        tmp_path,
+        {"chapters/00_slow.ipynb": slow, "chapters/01_stuck.ipynb": stuck},
+        budgets={"chapters/00_slow.ipynb": 1, "chapters/01_stuck.ipynb": 1},
+    )
+    # budget = budget_ci (1 s) * 1 (ci) * timeout_scale (2) = 2 s; stopped at 2x budget = 4 s
+    results = bk.run_chapters(load_book(tmp_path), profile="ci", timeout_scale=2, progress=False)
+    assert [r.status for r in results] == ["over budget", "over budget (stopped)"]
+    assert 2.3 <= results[0].seconds < 4.0 and results[0].budget == 2
+    assert 4.0 <= results[1].seconds < 15  # stopped, not after 60 s
+    assert not any(r.ok for r in results)
+
+
+# ---------------------------------------------------------------- html (without a browser)
+
+
+def anchors(page: str) -> dict[str, dict[str, str]]:
+    """The <a> elements of an HTML page that have an id: id -> {href, rel}."""
+    from html.parser import HTMLParser
+
+    found: dict[str, dict[str, str]] = {}
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "a" and "id" in a:
+                found[a["id"]] = {k: a[k] for k in ("href", "rel") if k in a}
+
+    Parser().feed(page)
+    return found
+
+
+
+def test_html_pages_navigation_and_figures(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "figures").mkdir()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "figures" / "dot.png")
+    first = notebook(
+        "#md # First\nA figure: ![dot](../figures/dot.png) and [the next chapter](02_third.ipynb).",
+        *GOOD_CELLS,
+    )
+    third = notebook("#md # Third", *GOOD_CELLS)
+    make_book(tmp_path, {"chapters/00_first.ipynb": first, "chapters/01_second.ipynb": None,
+                         "chapters/02_third.ipynb": third})
+    index = bk.build_html(load_book(tmp_path), tmp_path / "site")
+    assert index == tmp_path / "site" / "index.html"
+    text = index.read_text()
+    assert "<h1>Test Book</h1>" in text and "A book for tests." in text
+    assert 'href="00_first.html"' in text and "Chapter 1 (not written yet)" in text
+    page0 = (tmp_path / "site" / "00_first.html").read_text()
+    assert 'src="figures/dot.png"' in page0 and (tmp_path / "site" / "figures" / "dot.png").is_file()
+    assert 'href="02_third.html"' in page0  # notebook links become page links
+    links0 = anchors(page0)
+    assert links0["next-link"] == {"href": "02_third.html", "rel": "next"}  # the missing chapter is skipped
+    assert links0["index-link"]["href"] == "index.html" and "prev-link" not in links0
+    page2 = (tmp_path / "site" / "02_third.html").read_text()
+    assert anchors(page2)["prev-link"] == {"href": "00_first.html", "rel": "prev"}
+    assert "next-link" not in anchors(page2)
+    assert "<title>02 Chapter 2 · Test Book</title>" in page2
+    assert "require.min.js" not in page2  # nothing in <head> waits for the network
+
+
+# ---------------------------------------------------------------- the nbval configuration of `make test`
+
+
+def _makefile_nbval_flags() -> list[str]:
+    import re
+    import shlex
+
+    text = (ROOT / "Makefile").read_text()
+    m = re.search(r"^NBVAL_FLAGS\s*:?=\s*((?:.*\\\n)*.*)$", text, flags=re.M)
+    assert m, "Makefile defines no NBVAL_FLAGS"
+    return shlex.split(m.group(1).replace("\\\n", " "))
+
+
+def test_nbval_compares_checked_stdout_but_not_stderr_or_addresses(tmp_path):
+    """`make test`'s flags: a wrong checked output fails; stderr and memory addresses are ignored."""
+    import subprocess
+
+    code = "# NBVAL_CHECK_OUTPUT\nimport sys\nprint('value', 6 * 7, 'at 0x7f00deadbeef')\nprint('noise', file=sys.stderr)"
+
+    def stored(value: int):
+        return [
+            new_output("stream", name="stdout", text=f"value {value} at 0x7fffffff0000\n"),
+            new_output("stream", name="stderr", text="a different warning\n"),
+        ]
+
+    nbformat.write(notebook(code, outputs={0: stored(42)}, counts={0: 1}), tmp_path / "nb_same.ipynb")
+    nbformat.write(notebook(code, outputs={0: stored(41)}, counts={0: 1}), tmp_path / "nb_wrong.ipynb")
+    cmd = [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q",
+        "tests/test_book.py::test_find_root_from_a_subdirectory",  # loads tests/conftest.py
+        str(tmp_path / "nb_same.ipynb"), str(tmp_path / "nb_wrong.ipynb"),
+        *_makefile_nbval_flags(),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    # (nbval names cells outside the rootdir "::Cell N", so count: one passes, one fails.)
+    verdicts = ("PASSED ::Cell", "FAILED ::Cell")
+    cells = [line.split(" - ")[0] for line in out.splitlines() if line.startswith(verdicts)]
+    assert sorted(cells) == ["FAILED ::Cell 0", "PASSED ::Cell 0"], out
+    assert "+ value 41 at 0xADDRESS" in out  # the wrong stored value is what failed
