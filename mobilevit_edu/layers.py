@@ -89,8 +89,8 @@ def plot_receptive_windows(
     windows: dict[str, tuple[int, int, int, int]],
     *,
     zoom: int = 24,
-    name: str = "conv_receptive_windows",
-):
+    name: str = "02_conv_receptive_windows",
+) -> "matplotlib.figure.Figure":
     """Draw receptive windows on a photograph and save the figure as ``figures/<name>.png``.
 
     ``photo`` is ``[3, H, W]`` in [0, 1]; ``windows`` maps a label to the window of input pixels

@@ -70,8 +70,8 @@ class InvertedResidual(nn.Module):
 
 # --- figures (chapter 02) ----------------------------------------------------------------------
 def plot_param_breakdown(
-    breakdown: dict[str, dict[str, int]], *, name: str = "mv2_param_breakdown"
-):
+    breakdown: dict[str, dict[str, int]], *, name: str = "02_mv2_param_breakdown"
+) -> "matplotlib.figure.Figure":
     """Stacked horizontal bars of parameters per sub-layer; saves ``figures/<name>.png``.
 
     ``breakdown`` maps a bar label (e.g. ``"layer2.1, depth-wise 3x3"``) to an ordered
@@ -104,7 +104,9 @@ def plot_param_breakdown(
     ax.invert_yaxis()
     ax.set_xlim(0, 1.15 * total_max)
     ax.set_xlabel("parameters (conv weights + BatchNorm scale and shift)")
-    ax.legend(loc="lower right", fontsize=9)
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper right", fontsize=9)
     fig.tight_layout()
     save_figure(fig, name)
     return fig

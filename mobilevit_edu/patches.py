@@ -212,8 +212,8 @@ def plot_patch_sequences(
     patch_size: int = 2,
     *,
     crop: tuple[int, int, int] = (40, 52, 8),
-    name: str = "unfold_patch_sequences",
-):
+    name: str = "03_unfold_patch_sequences",
+) -> "matplotlib.figure.Figure":
     """The patch grid on a photograph and the P sequences ``unfold`` makes of it.
 
     Top: the photo ``[3, H, W]`` with a ``crop = (top, left, size)`` box, and that crop enlarged
@@ -284,8 +284,8 @@ def plot_gradient_maps(
     maps: dict[str, torch.Tensor],
     pixel: tuple[int, int],
     *,
-    name: str = "fig4_gradient_maps",
-):
+    name: str = "03_fig4_gradient_maps",
+) -> "matplotlib.figure.Figure":
     """Which input pixels one output pixel depends on, one panel per model.
 
     ``maps`` holds ``[H, W]`` gradient magnitudes of the output pixel ``pixel = (row, col)``
@@ -324,6 +324,8 @@ def plot_gradient_maps(
         ax.plot(c, r, marker="x", color="red", markersize=10, markeredgewidth=2.5)
         ax.set_xticks([])
         ax.set_yticks([])
+        for spine in ax.spines.values():  # frame every map, whatever the style says
+            spine.set_visible(True)
     fig.tight_layout()
     if image is not None:
         bar = fig.colorbar(image, ax=list(axes), fraction=0.015, pad=0.01)
