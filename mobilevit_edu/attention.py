@@ -152,7 +152,8 @@ def plot_attention_cost(
         ax.plot(sizes, values, style, marker="o", markersize=4, label=label)
     if mark is not None:
         ax.axvline(mark, color="grey", linewidth=0.8, linestyle=":")
-        ax.text(mark, ax.get_ylim()[0], f" {mark} px", color="grey", va="bottom", fontsize=9)
+        ax.text(mark, 0.02, f" {mark} px", color="grey", va="bottom", fontsize=9,
+                transform=ax.get_xaxis_transform())  # x in data units, y in axes fraction
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])

@@ -91,7 +91,8 @@ def plot_layer_params(breakdowns: dict[str, dict[str, int]], name: str = "encode
             n = breakdowns[label].get(part, 0)
             ax.barh(i, n, left=left, color=colours[part], label=part if i == 0 else None)
             if n > 0.06 * sum(breakdowns[label].values()):
-                ax.text(left + n / 2, i, f"{n:,}", ha="center", va="center", fontsize=8, color="white")
+                ax.text(left + n / 2, i, f"{n:,}", ha="center", va="center", fontsize=8,
+                        color="white")
             left += n
         ax.text(left, i, f"  {left:,}", va="center", fontsize=9)
     ax.set_yticks(range(len(labels)), labels)
@@ -100,7 +101,8 @@ def plot_layer_params(breakdowns: dict[str, dict[str, int]], name: str = "encode
     ax.invert_yaxis()
     ax.set_xlabel("parameters")
     ax.set_xlim(0, 1.18 * max(sum(b.values()) for b in breakdowns.values()))
-    ax.legend(ncol=len(parts), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(ncol=len(parts), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              frameon=False)
     fig.tight_layout()
     save_figure(fig, name)
     return fig
