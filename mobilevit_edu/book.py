@@ -722,6 +722,20 @@ def _html_source(book: Book, ch: Chapter, build_dir: Path) -> Path:
     return src
 
 
+def _local_mathjax(out_dir: Path) -> str:
+    """Copy MathJax (from the ``jupyter-server-mathjax`` package) beside the pages so formulas
+    render offline; fall back to nbconvert's CDN address where that package is missing."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:  # pragma: no cover - it is in the book extra
+        print("warning: jupyter-server-mathjax not installed; formulas need a network", file=sys.stderr)
+        return "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (out_dir / "mathjax" / "MathJax.js").is_file():
+        shutil.copytree(static, out_dir / "mathjax", dirs_exist_ok=True)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
 def build_html(book: Book, out_dir: Path | None = None, *, build_dir: Path | None = None) -> Path:
     """Render the book to ``out_dir`` (default ``_build/html``); return the path of index.html.
 
@@ -747,6 +761,7 @@ def build_html(book: Book, out_dir: Path | None = None, *, build_dir: Path | Non
         shutil.copytree(figures, out_dir / "figures", dirs_exist_ok=True)
 
     exporter = HTMLExporter(
+        mathjax_url=_local_mathjax(out_dir),
         template_name="lab",
         extra_loaders=[DictLoader({"mobilevit_book.html.j2": _PAGE_TEMPLATE})],
         template_file="mobilevit_book.html.j2",

@@ -184,3 +184,19 @@ def test_navigation_and_figures_in_a_synthetic_book(driver, synthetic_site, tmp_
     assert not driver.find_elements(By.ID, "next-link")  # the last chapter
     driver.find_element(By.ID, "prev-link").click()
     WebDriverWait(driver, PAGE_LOAD_TIMEOUT_S).until(lambda d: d.current_url.endswith("/00_alpha.html"))
+
+
+def test_formulas_render_offline(driver, real_site, tmp_path):
+    """MathJax is copied beside the pages, so the paper's equations typeset without a network."""
+    book, index = real_site
+    with_math = [c for c in book.chapters if book.notebook(c).is_file()
+                 and "$" in book.notebook(c).read_text(encoding="utf-8")]
+    if not with_math:
+        pytest.skip("no chapter has a formula yet")
+    _open(driver, index.parent / f"{with_math[0].name}.html")
+    WebDriverWait(driver, PAGE_LOAD_TIMEOUT_S).until(
+        lambda d: d.execute_script(
+            "return document.querySelectorAll('.MathJax, .MathJax_Display, mjx-container').length"
+        ) > 0
+    )
+    assert (index.parent / "mathjax" / "MathJax.js").is_file()
