@@ -45,7 +45,9 @@ def _vit(num_classes: int = 1000, **overrides) -> ViT:
 
 
 def _check_kwargs(cls: type, kwargs: dict, extra: list[str] | None = None) -> None:
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",)]
+    # config and num_classes are set by the registry itself, so they are not overrides
+    params = [p for p in inspect.signature(cls.__init__).parameters
+              if p not in ("self", "config", "num_classes")]
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise TypeError(
