@@ -26,7 +26,7 @@ book: $(STAMP)
 	$(PY) -m mobilevit_edu.book html
 
 test: $(STAMP)
-	MOBILEVIT_EDU_PROFILE=ci $(PY) -m pytest tests chapters $(NBVAL_FLAGS)
+	MOBILEVIT_EDU_PROFILE=ci MOBILEVIT_EDU_FIGURES=$(CURDIR)/_build/figures-ci $(PY) -m pytest tests chapters $(NBVAL_FLAGS)
 
 html: $(STAMP)
 	$(PY) -m mobilevit_edu.book html

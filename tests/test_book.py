@@ -90,8 +90,11 @@ def test_real_manifest_order_titles_budgets():
     book = load_book(ROOT)
     assert book.title == "MobileViT from Scratch"
     assert book.language == "en"
-    assert [c.title for c in book.chapters] == EXPECTED_TITLES
-    assert [c.number for c in book.chapters] == list(range(7))
+    # the model chapters open the book; later chapters follow in increasing number
+    assert [c.title for c in book.chapters[:7]] == EXPECTED_TITLES
+    numbers = [c.number for c in book.chapters]
+    assert numbers[:7] == list(range(7)) and numbers == sorted(set(numbers))
+    assert all(c.path == f"chapters/{c.number:02d}_{c.slug}.ipynb" for c in book.chapters)
     assert book.chapters[0].path == "chapters/00_how_to_use.ipynb"
     assert book.chapters[3].slug == "unfold_fold" and book.chapters[3].name == "03_unfold_fold"
     for c in book.chapters:
@@ -249,7 +252,8 @@ def test_toc_and_module_map_markdown():
     assert "| 05 | [The MobileViT block](05_mobilevit_block.ipynb) | §3.1, Fig. 1b, Fig. 14 | 90 s |" in toc
     modmap = bk.module_map_markdown(book)
     assert "| `mobilevit_edu.patches` | [03 Unfold and fold" in modmap
-    assert modmap.count("\n") == 1 + sum(len(c.modules) for c in book.chapters)
+    # one row per module (a module several chapters use lists them all in its row)
+    assert modmap.count("\n") == 1 + len({m for c in book.chapters for m in c.modules})
 
 
 # ---------------------------------------------------------------- profiles and setup()
