@@ -75,10 +75,11 @@ class MobileViTBlock(nn.Module):
             )
         y = self.conv_kxk(x)  # [B, C, H, W] -> [B, C, H, W]
         y = self.conv_1x1(y)  # [B, C, H, W] -> [B, d, H, W]
+        nhwc = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
         seq, grid = unfold(y, self.patch_size)  # [B, d, H, W] -> [B*P, N, d]
         seq = self.transformer(seq)  # [B*P, N, d] -> [B*P, N, d]
         seq = self.norm(seq)
-        y = fold(seq, grid)  # [B*P, N, d] -> [B, d, H, W]
+        y = fold(seq, grid, channels_last=nhwc)  # [B*P, N, d] -> [B, d, H, W], same memory order
         y = self.conv_proj(y)  # [B, d, H, W] -> [B, C, H, W]
         if self.fusion is None:
             return y

@@ -10,9 +10,10 @@ Three implementations of the same map, from obviously right to fast:
 
 * ``unfold_loop`` / ``fold_loop``: Python loops over patches and positions (slow, for teaching);
 * ``unfold_einops`` / ``fold_einops``: one ``einops.rearrange`` each, which says the idea;
-* ``unfold`` / ``fold``: the reshape/transpose sequence of the official code, with the bilinear
-  resize the official code applies when H or W is not a multiple of the patch size, undone by
-  ``fold``. This is the one the MobileViT block uses.
+* ``unfold`` / ``fold``: the official code's reshapes and transposes (collapsed into one permute,
+  which gives the same tensor with one copy instead of two), with the bilinear resize the
+  official code applies when H or W is not a multiple of the patch size, undone by ``fold``.
+  This is the one the MobileViT block uses.
 
 All three produce ``[B*P, N, C]`` in the same order: row index ``b*P + p`` with ``p = i*pw + j``
 for the pixel (i, j) inside the patch, column ``n = r*nw + c`` for the patch in row r, column c.
@@ -177,24 +178,33 @@ def unfold(
         )
     nh, nw = grid.new_height // ph, grid.new_width // pw
     n, p = nh * nw, ph * pw
-    x = x.reshape(b * c * nh, ph, nw, pw)  # [B, C, H, W] -> [B*C*nh, ph, nw, pw]
-    x = x.transpose(1, 2)  # -> [B*C*nh, nw, ph, pw]
-    x = x.reshape(b, c, n, p)  # -> [B, C, N, P]
-    x = x.transpose(1, 3)  # -> [B, P, N, C]
-    x = x.reshape(b * p, n, c)  # -> [B*P, N, C]
+    # The official code takes five steps, [B*C*nh, ph, nw, pw] -> [B*C*nh, nw, ph, pw] ->
+    # [B, C, N, P] -> [B, P, N, C] -> [B*P, N, C], and copies the data twice on the way.
+    # The same reordering as one permute copies it once (and reads channels-last memory well):
+    x = x.reshape(b, c, nh, ph, nw, pw)  # [B, C, H, W] -> [B, C, nh, ph, nw, pw] (a view)
+    x = x.permute(0, 3, 5, 2, 4, 1)  # -> [B, ph, pw, nh, nw, C]
+    x = x.reshape(b * p, n, c)  # -> [B*P, N, C] (the one copy)
     return x, grid
 
 
-def fold(patches: torch.Tensor, grid: PatchGrid) -> torch.Tensor:
-    """``[B*P, N, C] -> [B, C, H, W]``, the exact inverse of ``unfold`` (up to its resize)."""
+def fold(
+    patches: torch.Tensor, grid: PatchGrid, *, channels_last: bool = False
+) -> torch.Tensor:
+    """``[B*P, N, C] -> [B, C, H, W]``, the exact inverse of ``unfold`` (up to its resize).
+
+    ``channels_last=True`` writes the map in NHWC memory order (still indexed ``[B, C, H, W]``),
+    which is what a channels-last network's next convolution wants; the values are the same."""
     _check_patches(patches, grid)
     b, c, ph, pw = grid.batch, grid.channels, grid.patch_h, grid.patch_w
     nh, nw = grid.new_height // ph, grid.new_width // pw
-    x = patches.reshape(b, ph * pw, nh * nw, c)  # [B*P, N, C] -> [B, P, N, C]
-    x = x.transpose(1, 3)  # -> [B, C, N, P]
-    x = x.reshape(b * c * nh, nw, ph, pw)  # -> [B*C*nh, nw, ph, pw]
-    x = x.transpose(1, 2)  # -> [B*C*nh, ph, nw, pw]
-    x = x.reshape(b, c, nh * ph, nw * pw)  # -> [B, C, H', W']
+    x = patches.reshape(b, ph, pw, nh, nw, c)  # [B*P, N, C] -> [B, ph, pw, nh, nw, C] (a view)
+    if channels_last:
+        x = x.permute(0, 3, 1, 4, 2, 5)  # -> [B, nh, ph, nw, pw, C]
+        x = x.reshape(b, nh * ph, nw * pw, c)  # -> [B, H', W', C]
+        x = x.permute(0, 3, 1, 2)  # -> [B, C, H', W'] (a view: NHWC in memory)
+    else:
+        x = x.permute(0, 5, 3, 1, 4, 2)  # -> [B, C, nh, ph, nw, pw]
+        x = x.reshape(b, c, nh * ph, nw * pw)  # -> [B, C, H', W']
     if grid.resized:
         x = F.interpolate(
             x, size=(grid.height, grid.width), mode="bilinear", align_corners=False
