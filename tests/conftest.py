@@ -34,3 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def figures_in_tmp(tmp_path, monkeypatch):
+    """Send ``save_figure`` output to a temporary folder (never the committed figures/) and close
+    every figure afterwards. Plot tests use it with ``pytestmark = usefixtures(...)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
+    yield tmp_path
+    plt.close("all")

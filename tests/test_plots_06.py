@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
@@ -17,11 +16,7 @@ from mobilevit_edu.model import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def figures_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
-    yield tmp_path
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_in_tmp")
 
 
 def _rows(channels: list[int], sides: list[int]) -> list[dict]:
