@@ -3,6 +3,7 @@
 #   make book    set up .venv if needed, run every chapter (profile full), render _build/html
 #   make test    set up .venv if needed, run tests/ and every chapter under nbval (profile ci)
 #   make html    render _build/html from the chapters (executed copies in _build/ when newer)
+#   make figures regenerate every figure in figures/ (re-runs the chapters, profile full)
 #   make check   check that book.toml and chapters/ agree
 #   make setup   create .venv and install the book (re-runs when pyproject.toml changes)
 #   make clean   remove _build/ and caches (keeps .venv); `make distclean` also removes .venv
@@ -19,17 +20,21 @@ TORCH_INDEX ?=
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: book test html check setup clean distclean
+.PHONY: book test html figures check setup clean distclean
 
 book: $(STAMP)
 	$(PY) -m mobilevit_edu.book run --profile full
 	$(PY) -m mobilevit_edu.book html
 
 test: $(STAMP)
-	MOBILEVIT_EDU_PROFILE=ci MOBILEVIT_EDU_FIGURES=$(CURDIR)/_build/figures-ci $(PY) -m pytest tests chapters $(NBVAL_FLAGS)
+	MOBILEVIT_EDU_PROFILE=ci MOBILEVIT_EDU_FIGURES=$(CURDIR)/_build/figures-ci \
+		MOBILEVIT_EDU_RESULTS=$(CURDIR)/_build/results-ci $(PY) -m pytest tests chapters $(NBVAL_FLAGS)
 
 html: $(STAMP)
 	$(PY) -m mobilevit_edu.book html
+
+figures: $(STAMP)
+	$(PY) -m mobilevit_edu.book figures
 
 check: $(STAMP)
 	$(PY) -m mobilevit_edu.book check

@@ -9,12 +9,14 @@ at the repository root (read with :mod:`tomllib`; it is *not* an mdBook config).
   computed or checked);
 * checks that the manifest and ``chapters/`` agree (:func:`check_book`);
 * executes chapters under a profile with per-chapter time budgets (:func:`run_chapters`);
+* regenerates every figure in ``figures/`` by re-running the chapters (:func:`regenerate_figures`);
 * renders an offline HTML book (:func:`build_html`).
 
 Command line (run from anywhere inside the repository)::
 
     python -m mobilevit_edu.book check
     python -m mobilevit_edu.book run [--profile ci|full] [--write] [--timeout-scale X] [CHAPTER ...]
+    python -m mobilevit_edu.book figures [--profile ci|full] [--out DIR] [CHAPTER ...]
     python -m mobilevit_edu.book html [--out DIR]
 
 Time budgets. Each chapter declares ``budget_ci``: seconds of cell execution (kernel start-up
@@ -551,13 +553,14 @@ def run_chapters(
     timeout_scale: float = 1.0,
     build_dir: Path | None = None,
     progress: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> list[RunResult]:
     """Execute chapters (all, in book order, or those in ``selection``) under a profile.
 
     Each chapter runs in a fresh ``python3`` kernel of this interpreter, with ``chapters/`` as
-    its working directory and ``$MOBILEVIT_EDU_PROFILE`` set. Executed copies always go to
-    ``_build/executed/NN_slug.ipynb``; with ``write`` the outputs of chapters without errors are
-    also written back into ``chapters/``.
+    its working directory, ``$MOBILEVIT_EDU_PROFILE`` set and ``extra_env`` added. Executed
+    copies always go to ``_build/executed/NN_slug.ipynb``; with ``write`` the outputs of chapters
+    without errors are also written back into ``chapters/``.
     """
     import nbformat
     from tqdm.auto import tqdm
@@ -566,7 +569,7 @@ def run_chapters(
     chapters = [book.find(k) for k in selection] if selection else list(book.chapters)
     out_dir = (build_dir or book.root / "_build") / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, PROFILE_ENV: profile}
+    env = {**os.environ, **(extra_env or {}), PROFILE_ENV: profile}
     results: list[RunResult] = []
     bar = tqdm(chapters, unit="chapter", disable=not progress, file=sys.stderr)
     for ch in bar:
@@ -594,6 +597,77 @@ def format_summary(results: Iterable[RunResult], profile: str) -> str:
         line = f"{r.chapter.name:<34} {r.seconds:8.1f} {r.budget:8.0f}  {r.status}"
         lines.append(line + (f"  -- {r.error}" if r.error else ""))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# figures: one command regenerates every figure in figures/
+# --------------------------------------------------------------------------------------------
+
+FIGURES_ENV = "MOBILEVIT_EDU_FIGURES"
+#: Figures drawn from wall-clock measurements: they change from run to run (and machine to machine).
+TIMING_FIGURES = ("07_latency_vs_macs", "07_time_vs_macs_share", "14_")
+
+
+@dataclass
+class FiguresReport:
+    """What ``book figures`` did: the chapter runs and, per PNG, whether it changed."""
+
+    runs: list[RunResult]
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+    not_written: list[str]  # PNGs in the folder that no chapter of this run wrote
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.runs)
+
+    def summary(self) -> str:
+        lines = [f"figures: {len(self.new)} new, {len(self.changed)} changed, "
+                 f"{len(self.unchanged)} unchanged (byte for byte)"]
+        for label, names in (("new", self.new), ("changed", self.changed)):
+            for n in names:
+                timing = " (drawn from timings: expected to change)" if n.startswith(TIMING_FIGURES) else ""
+                lines.append(f"  {label:8s}{n}{timing}")
+        if self.not_written:
+            lines.append("  not written by the chapters run: " + ", ".join(self.not_written))
+        return "\n".join(lines)
+
+
+def _png_digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.png"))}
+
+
+def regenerate_figures(
+    book: Book,
+    selection: Sequence[str] = (),
+    *,
+    profile: str | None = "full",
+    figures: Path | None = None,
+    progress: bool = True,
+) -> FiguresReport:
+    """Re-execute the chapters (all, or ``selection``) with ``$MOBILEVIT_EDU_FIGURES`` pointing
+    at ``figures`` (default ``figures/``), without touching the notebooks, and report which PNGs
+    are new, changed or unchanged. Every figure is drawn by a seeded library function and saved
+    without metadata, so a second run reproduces each file byte for byte, except the few drawn
+    from wall-clock timings (:data:`TIMING_FIGURES`)."""
+    folder = Path(figures) if figures is not None else book.root / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    before = _png_digests(folder)
+    started = time.time()
+    runs = run_chapters(book, selection, profile=profile, progress=progress,
+                        extra_env={FIGURES_ENV: str(folder.resolve())})
+    after = _png_digests(folder)
+    written = {p.name for p in folder.glob("*.png") if p.stat().st_mtime >= started - 1}
+    return FiguresReport(
+        runs=runs,
+        new=sorted(n for n in written if n not in before),
+        changed=sorted(n for n in written if n in before and before[n] != after[n]),
+        unchanged=sorted(n for n in written if n in before and before[n] == after[n]),
+        not_written=sorted(set(after) - written),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,6 +872,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--write", action="store_true", help="also store outputs back into chapters/")
     r.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every budget (slow machines)")
     r.add_argument("chapters", nargs="*", metavar="CHAPTER", help="number, slug or path (default: all)")
+    f = sub.add_parser("figures", help="regenerate every figure in figures/ by re-running the chapters")
+    f.add_argument("--profile", choices=PROFILES, default="full", help="default: full (the committed figures)")
+    f.add_argument("--out", type=Path, default=None, help="figure folder (default: figures/)")
+    f.add_argument("chapters", nargs="*", metavar="CHAPTER", help="number, slug or path (default: all)")
     h = sub.add_parser("html", help="render the HTML book into _build/html")
     h.add_argument("--out", type=Path, default=None, help="output directory (default: _build/html)")
     return p
@@ -822,6 +900,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(format_summary(results, profile))
             return 0 if all(r.ok for r in results) else 1
+        if args.command == "figures":
+            report = regenerate_figures(book, args.chapters, profile=args.profile, figures=args.out)
+            print(format_summary(report.runs, args.profile))
+            print(report.summary())
+            return 0 if report.ok else 1
         if args.command == "html":
             print(build_html(book, args.out))
             return 0

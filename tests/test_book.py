@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import textwrap
@@ -438,3 +439,35 @@ def test_nbval_compares_checked_stdout_but_not_stderr_or_addresses(tmp_path):
     cells = [line.split(" - ")[0] for line in out.splitlines() if line.startswith(verdicts)]
     assert sorted(cells) == ["FAILED ::Cell 0", "PASSED ::Cell 0"], out
     assert "+ value 41 at 0xADDRESS" in out  # the wrong stored value is what failed
+
+
+# ---------------------------------------------------------------- figures: one command, deterministic
+
+FIGURE_CELL = """
+import matplotlib.pyplot as plt
+import numpy as np
+from mobilevit_edu.figures import save_figure
+fig, ax = plt.subplots(figsize=(3, 2))
+ax.plot(np.random.rand(20).cumsum())  # seeded by setup()
+ax.set_title("a seeded random walk")
+print(save_figure(fig, "00_walk").name)
+"""
+
+
+def test_regenerate_figures_is_deterministic(tmp_path):
+    make_book(tmp_path, {"chapters/00_fig.ipynb": notebook(GOOD_CELLS[0], FIGURE_CELL)})
+    book, out = load_book(tmp_path), tmp_path / "figs"
+    (out).mkdir()
+    (out / "99_stale.png").write_bytes(b"not written by any chapter")
+    os.utime(out / "99_stale.png", (0, 0))  # written long ago
+    first = bk.regenerate_figures(book, profile="ci", figures=out, progress=False)
+    assert first.ok and first.new == ["00_walk.png"] and not first.changed
+    assert first.not_written == ["99_stale.png"]  # reported, never deleted
+    png = (out / "00_walk.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    second = bk.regenerate_figures(book, profile="ci", figures=out, progress=False)
+    assert second.unchanged == ["00_walk.png"] and not second.new and not second.changed
+    assert (out / "00_walk.png").read_bytes() == png  # byte for byte
+    assert "1 unchanged" in second.summary()
+    # the notebook itself is not touched: figures never rewrites chapters/
+    assert not nbformat.read(tmp_path / "chapters" / "00_fig.ipynb", as_version=4).cells[1].outputs
