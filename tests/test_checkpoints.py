@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import MobileViTConfig as HFConfig  # noqa: E402
 from transformers import MobileViTForImageClassification  # noqa: E402
 
+from conftest import calibrate_random_batchnorm  # noqa: E402
 from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.checkpoints import (  # noqa: E402
     CheckpointError, detect_layout, from_ours, load_checkpoint, official_preprocess,
@@ -41,15 +42,8 @@ def hf_model(size: str, seed: int = 0) -> nn.Module:
     """
     torch.manual_seed(seed)
     model = MobileViTForImageClassification(HFConfig(num_labels=1000, **HF_SIZES[size]))
+    calibrate_random_batchnorm(model, lambda m: m(pixel_values=torch.rand(8, 3, 128, 128)))
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-        model.train()
-        model(pixel_values=torch.rand(8, 3, 128, 128))
         model.classifier.weight.normal_(0, 0.1)
     return model.eval()
 
