@@ -251,7 +251,8 @@ def render_scene(scene: Scene, h: int, w: int) -> Sample:
         x0, y0, x1, y1 = obj.box
         boxes.append((max(0.0, x0 * w), max(0.0, y0 * h), min(float(w), x1 * w), min(float(h), y1 * h)))
         labels.append(obj.label)
-    image = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).clamp_(0, 1)
+    # clip in NumPy: a torch clamp_ on this fresh tensor spins up the thread pool for one image
+    image = torch.from_numpy(np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32))
     return Sample(
         image=image,
         label=scene.label,

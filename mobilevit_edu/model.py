@@ -114,8 +114,8 @@ def check_image_batch(x: torch.Tensor, in_channels: int, min_size: int = MIN_INP
     h, w = x.shape[-2:]
     if min(h, w) < min_size:
         raise ValueError(
-            f"input {h}x{w} is too small: MobileViT down-samples by 32, so each side must be "
-            f">= {min_size} px; resize the images (the paper uses 256 x 256)"
+            f"input {h}x{w} is too small: each side must be >= {min_size} px "
+            f"(MobileViT down-samples by 32); resize the images (the paper uses 256 x 256)"
         )
     if not x.is_floating_point():
         raise TypeError(f"expected a floating-point image tensor, got {x.dtype}; use x.float() / 255")
