@@ -471,3 +471,19 @@ def test_regenerate_figures_is_deterministic(tmp_path):
     assert "1 unchanged" in second.summary()
     # the notebook itself is not touched: figures never rewrites chapters/
     assert not nbformat.read(tmp_path / "chapters" / "00_fig.ipynb", as_version=4).cells[1].outputs
+
+
+def test_html_links_in_markdown_outputs_point_at_pages(tmp_path):
+    """Chapter 15 displays its generated report as a Markdown *output*; the chapter links in it
+    must reach the HTML pages too, not only the links typed in markdown cells."""
+    report = new_output("display_data", data={
+        "text/markdown": "| row | chapter |\n|---|---|\n| params | [01](01_second.ipynb) |",
+        "text/plain": "<IPython.core.display.Markdown object>",
+    })
+    first = notebook(*GOOD_CELLS, "display(Markdown(...))", outputs={2: [report]})
+    make_book(tmp_path, {"chapters/00_first.ipynb": first,
+                         "chapters/01_second.ipynb": notebook("#md # Second", *GOOD_CELLS)})
+    bk.build_html(load_book(tmp_path), tmp_path / "site")
+    page = (tmp_path / "site" / "00_first.html").read_text(encoding="utf-8")
+    assert 'href="01_second.html"' in page and 'href="01_second.ipynb"' not in page
+    assert "<table" in page  # rendered as a table, not shown as raw Markdown
