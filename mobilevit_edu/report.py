@@ -178,6 +178,11 @@ def plot_report(report: Report, *, name: str | None = "15_report_ratios"):
         ax.scatter(float(r.ours) / float(r.paper), y, color=colours[r.kind], s=22, zorder=3)
     ax.axvline(1.0, color="0.4", lw=1, ls="--", zorder=1)
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator([0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 10]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_yticks(range(len(rows)), [f"{r.source}: {r.item}"[:60] for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("this book / paper (log scale)")
