@@ -12,6 +12,8 @@ For every size (XXS, XS, S) and batch (1, 8) it times, in turns (A, B, C, A, B, 
 * ``ours_fold``: BatchNorm folded into the convolutions (``fold_batchnorm``);
 * ``ours_fast``: folded and channels-last (``optimize_for_inference``);
 * ``ours_compiled``: ``ours_fast`` through ``torch.compile`` (inductor, weights frozen);
+* ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.export``, 256 x 256, dynamic
+  batch) and run by ONNX Runtime with the same threads (``--no-onnx`` skips it);
 
 and one training step (forward, cross-entropy, backward, AdamW; batch 16, 256 x 256) for ``hf``,
 ``ours_eager``, ``ours_cl`` (channels-last) and ``ours_compiled``. Every model gets the same
@@ -28,6 +30,7 @@ import copy
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -85,6 +88,19 @@ def _infer(fn: Callable[[], Any]) -> Callable[[], None]:
 
 
 # --- inference -------------------------------------------------------------------------------
+def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
+               args: argparse.Namespace) -> Callable[[], torch.Tensor]:
+    """``model`` exported once per size (fixed 256 x 256, dynamic batch) and run by ONNX Runtime."""
+    from mobilevit_edu.export import export_onnx, onnx_session
+
+    path = Path(tempfile.gettempdir()) / f"mobilevit_edu_bench_{size}_{os.getpid()}.onnx"
+    log(f"{size}: exporting to ONNX ...")
+    export_onnx(model, path, 256)
+    run = onnx_session(path, threads=args.threads).runner(x)
+    path.unlink()  # the session holds the model
+    return lambda: torch.from_numpy(run())
+
+
 def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
                     matmul_rate: float) -> dict[str, Any]:
     ours, hf = build_pair(size)
@@ -109,6 +125,8 @@ def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
                 f"in {compile_info.get('compile_s', 0):.0f} s {compile_info.get('error', '')}")
             if compile_info["compiled"]:
                 candidates["ours_compiled"] = lambda: compiled(x)
+        if args.onnx:
+            candidates["ours_onnxruntime"] = ort_runner(ours, size, x, args)
         with torch.inference_mode():
             reference = hf(pixel_values=x).logits
             diffs = {k: max_diff(fn(), reference) for k, fn in candidates.items() if k != "hf"}
@@ -320,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sizes whose training step is also compiled (about 5 min each here)")
     p.add_argument("--no-train", dest="train", action="store_false")
     p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--no-onnx", dest="onnx", action="store_false",
+                   help="skip the ONNX Runtime candidate (needs the export extra)")
     p.add_argument("--default-allocator", action="store_true",
                    help="do not call reuse_freed_memory() (glibc returns big blocks to the OS)")
     p.add_argument("--quick", action="store_true", help="XXS, batch 1, 5 repeats, no training")
