@@ -62,7 +62,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .layers import ConvBNAct
 from .model import CONFIGS, MobileViT, check_image_batch
-from .train import EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, lr_at
+from .train import (
+    EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, lr_at, optimizer_step,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -993,13 +995,7 @@ def train_detector(model: SSDLite, dataset: Dataset, config: TrainConfig, *,
                                                 out.anchors, model.config)
             loss = ssd_loss(out.scores, out.locations, gt_labels, gt_locs,
                             model.config.neg_pos_ratio)
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update(model)
+            optimizer_step(loss.total, model, optimizer, config, ema)
             iteration += 1
             n += 1
             vals = [loss.total.item(), loss.loc.item(), loss.cls.item()]

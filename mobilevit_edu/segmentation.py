@@ -46,7 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoints import CheckpointError, detect_layout, from_ours, key_map, to_ours
 from .layers import ConvBNAct
 from .model import CONFIGS, MobileViT, init_weights
-from .train import EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, lr_at
+from .train import (
+    EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, lr_at, optimizer_step,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -671,13 +673,7 @@ def train_segmenter(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_multiplier"]
             loss = segmentation_loss(model(images), masks, ignore_index)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update(model)
+            optimizer_step(loss, model, optimizer, config, ema)
             iteration += 1
             batches_seen += 1
             loss_sum += loss.item()

@@ -177,6 +177,19 @@ class EMA:
         self.module.load_state_dict(state)
 
 
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   config: TrainConfig, ema: EMA | None = None) -> None:
+    """One update without a grad scaler (the detection and segmentation loops): backward,
+    optional gradient clipping (``config.grad_clip``), the optimizer step, then the EMA."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    if ema is not None:
+        ema.update(model)
+
+
 class History(list):  # noqa: FURB189 (a list with a few helpers)
     """The per-epoch metrics of a run: a list of dicts with the keys ``epoch``, ``train_loss``,
     ``train_acc``, ``val_loss``, ``val_acc``, ``ema_val_loss``, ``ema_val_acc``, ``lr``,
