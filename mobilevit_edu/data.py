@@ -670,6 +670,16 @@ class CIFAR10(Dataset):
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """An image file (any format Pillow reads) as RGB floats ``[3, H, W]`` in [0, 1], unresized.
+    Shared by every loader of real data (ImageFolder, COCO, PASCAL VOC)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0  # [H, W, 3] -> [3, H, W]
+
+
 class ImageFolder(Dataset):
     """Images in ``root/<class>/<file>`` (ImageNet, Imagenette, your own photos).
 
@@ -710,12 +720,7 @@ class ImageFolder(Dataset):
 
     def load(self, index: int) -> torch.Tensor:
         """The image file as a float tensor ``[3, H, W]`` in [0, 1] (no resizing)."""
-        from PIL import Image
-
-        path = self.samples[index][0]
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0  # [H, W, 3] -> [3, H, W]
+        return load_rgb(self.samples[index][0])
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, int]:
         size, i = _parse_key(key, self.image_size, len(self))

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .data import _resize, load_rgb
 from .layers import ConvBNAct
 from .model import CONFIGS, MobileViT, check_image_batch
 from .train import (
@@ -863,20 +864,15 @@ class CocoDetection(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> DetectionSample:
-        from PIL import Image
-
         info = self.images[i]
         file = self.image_dir / info["file_name"]
         if not file.is_file():
             raise FileNotFoundError(f"image {info['file_name']!r} (id {info['id']}) not found in "
                                     f"{self.image_dir}")
-        with Image.open(file) as im:
-            im = im.convert("RGB")
-            w0, h0 = im.size
-            if self.image_size is not None:
-                im = im.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-        image = torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # [H, W, 3] -> [3, H, W]
+        image = load_rgb(file)  # [3, H0, W0]
+        h0, w0 = image.shape[-2:]
+        if self.image_size is not None:
+            image = _resize(image, self.image_size).clamp(0, 1)  # [3, H0, W0] -> [3, h, w]
         objs = self._objects[i]
         boxes = torch.tensor([b for b, _ in objs], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor([lab for _, lab in objs], dtype=torch.long)

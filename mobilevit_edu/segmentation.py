@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoints import CheckpointError, detect_layout, from_ours, key_map, to_ours
+from .data import _parse_key, _resize, load_rgb
 from .layers import ConvBNAct
 from .model import CONFIGS, MobileViT, init_weights
 from .train import (
@@ -424,30 +425,11 @@ def save_voc_mask(mask: torch.Tensor | np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def _parse_key(
-    key: Any, default: tuple[int, int] | None, length: int
-) -> tuple[tuple[int, int] | None, int]:
-    """``i`` or ``(h, w, i)`` (the book's multi-scale format) -> ``(size or None, i)``."""
-    if isinstance(key, (tuple, list)):
-        if len(key) != 3:
-            raise TypeError(f"expected an index i or a tuple (h, w, i), got {key!r}")
-        h, w, i = (int(k) for k in key)
-        size: tuple[int, int] | None = (h, w)
-    else:
-        size, i = default, int(key)
-    if i < 0:
-        i += length
-    if not 0 <= i < length:
-        raise IndexError(f"index {i} out of range for a data set of {length} samples")
-    return size, i
-
-
 def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]):
     """Image bilinearly (anti-aliased), mask by nearest neighbour (labels must not be blended)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image, mask
-    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
-                          antialias=True)[0]  # [1, 3, H, W] -> [3, h, w]
+    image = _resize(image, size)  # [3, H, W] -> [3, h, w]
     mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
     return image.clamp(0, 1), mask  # mask: [1, 1, H, W] -> [h, w]
 
@@ -537,12 +519,8 @@ class VOCSegmentation(Dataset):
         return mask
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
-
         size, i = _parse_key(key, self.image_size, len(self))
-        with Image.open(self._image_path(self.ids[i])) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0  # [H, W, 3]
-        image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()  # [H, W, 3] -> [3, H, W]
+        image = load_rgb(self._image_path(self.ids[i]))  # [3, H, W]
         mask = self.read_mask(i)
         if tuple(mask.shape) != tuple(image.shape[-2:]):
             raise ValueError(f"{self.ids[i]}: mask {tuple(mask.shape)} and image "
