@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .results import KINDS, Result, load_results, results_dir
 
-__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "plot_report"]
+__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "plot_report", "not_rebuilt"]
 
 
 @dataclass
@@ -198,7 +198,11 @@ def plot_report(report: Report, *, name: str | None = "15_report_ratios"):
     return fig
 
 
-def missing_sources(report: Report, wanted: Iterable[str]) -> list[str]:
-    """Which of ``wanted`` (e.g. the sources the chapters cite) have no row yet."""
-    have = {r.source for r in report.rows}
-    return [s for s in wanted if s not in have]
+def not_rebuilt(report: Report) -> list[tuple[str, str]]:
+    """The paper's tables and figures (``mobilevit_edu.paper.TABLES``) without a row in the
+    report, as ``(source, caption)``. A row for "Table 1" covers its parts "Table 1a", "Table 1b"."""
+    from . import paper
+
+    covered = {r.source for r in report.rows}
+    return [(t.source, t.caption) for t in paper.TABLES.values()
+            if t.source not in covered and re.sub(r"(\d)[a-z]$", r"\1", t.source) not in covered]

@@ -143,3 +143,14 @@ def test_plot_report_draws_one_dot_per_numeric_row(two_folders):
     xs = sorted(float(c.get_offsets()[0][0]) for c in fig.axes[0].collections if len(c.get_offsets()))
     assert xs == pytest.approx(sorted([2.3181 / 2.3, 98.0 / 98, 68.4 / 78.3]))
     plt.close(fig)
+
+
+def test_not_rebuilt_lists_uncovered_tables_and_treats_parts_as_covered(two_folders):
+    ci, full = two_folders
+    rep = rp.collect(primary=ci, fallback=full)  # rows for Table 7, Table 8, §4.1 / Fig. 8
+    missing = [source for source, _ in rp.not_rebuilt(rep)]
+    assert "Table 7" not in missing and "Table 8" not in missing and "§4.1 / Fig. 8" not in missing
+    assert "Table 1a" in missing and "Table 2" in missing
+    rep.rows.append(Result("Table 1", "SSDLite parameters", 2.7, 2.742, unit="M"))
+    missing = [source for source, _ in rp.not_rebuilt(rep)]
+    assert "Table 1a" not in missing and "Table 1b" not in missing  # parts of Table 1
