@@ -651,8 +651,8 @@ def regenerate_figures(
     """Re-execute the chapters (all, or ``selection``) with ``$MOBILEVIT_EDU_FIGURES`` pointing
     at ``figures`` (default ``figures/``), without touching the notebooks, and report which PNGs
     are new, changed or unchanged. Every figure is drawn by a seeded library function and saved
-    without metadata, so a second run reproduces each file byte for byte, except the few drawn
-    from wall-clock timings (:data:`TIMING_FIGURES`)."""
+    without metadata, so a second run with the same thread count reproduces each file byte for
+    byte, except the few drawn from wall-clock timings (:data:`TIMING_FIGURES`)."""
     folder = Path(figures) if figures is not None else book.root / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     before = _png_digests(folder)
