@@ -12,8 +12,8 @@ For every size (XXS, XS, S) and batch (1, 8) it times, in turns (A, B, C, A, B, 
 * ``ours_fold``: BatchNorm folded into the convolutions (``fold_batchnorm``);
 * ``ours_fast``: folded and channels-last (``optimize_for_inference``);
 * ``ours_compiled``: ``ours_fast`` through ``torch.compile`` (inductor, weights frozen);
-* ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.export``, 256 x 256, dynamic
-  batch) and run by ONNX Runtime with the same threads (``--no-onnx`` skips it);
+* ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.export``, 256 x 256, the batch
+  fixed to the one timed) and run by ONNX Runtime with the same threads (``--no-onnx`` skips it);
 
 and one training step (forward, cross-entropy, backward, AdamW; batch 16, 256 x 256) for ``hf``,
 ``ours_eager``, ``ours_cl`` (channels-last) and ``ours_compiled``. Every model gets the same
@@ -21,6 +21,12 @@ realistic weights (random init, BatchNorm statistics calibrated on a real photog
 are checked equal to 1e-4 before anything is timed. Writes JSON (default
 ``benchmarks/results/latency_cpu.json``) with every sample, the medians, the ratios, the achieved
 GMAC/s against a large matmul's, the machine, the thread count and the load average at start.
+
+Each size and batch also gets a ``goal`` entry: what the issue's target (2x faster than hf for
+inference, 1.5x for the training step) asks of this machine. Its ``needs_fraction_of_matmul_rate``
+is the share of the 2048^3 matmul's GMAC/s the whole network would have to average, and its
+``exp_budget_ns`` the time per exponential (SiLU, softmax) left over if every multiply-add ran
+at that rate, beside the measured price of one (``torch.sigmoid``, ``sigmoid_1m`` at the top).
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.checkpoints import from_ours  # noqa: E402
 from mobilevit_edu.flops import count_flops  # noqa: E402
 from mobilevit_edu.latency import (  # noqa: E402
-    calibrate_batchnorm, compile_model, fold_batchnorm, machine_info, matmul_gmacs,
-    optimize_for_inference, photo_batch, reuse_freed_memory, threads, time_interleaved,
+    calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm, machine_info,
+    matmul_gmacs, optimize_for_inference, photo_batch, reuse_freed_memory, threads,
+    time_interleaved,
 )
 from mobilevit_edu.patches import fold, unfold  # noqa: E402
 
@@ -80,6 +87,33 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
+def goal(speedup: float, timings: dict[str, Any], macs: float, exps: float, rate: float,
+         sigmoid_ns: float) -> dict[str, Any]:
+    """What "``speedup`` x faster than hf" asks of this machine, for one timed call that does
+    ``macs`` multiply-adds and evaluates ``exps`` exponentials.
+
+    ``mac_floor_ms``: the time if every multiply-add ran at the 2048^3 matmul's rate (``rate``,
+    GMAC/s), the best this CPU does in fp32; ``needs_fraction_of_matmul_rate``: the share of that
+    rate the whole network must average to meet the target; ``exp_budget_ns``: the time per
+    exponential (SiLU's sigmoid, softmax's exp) that is left if every MAC ran at the matmul's
+    rate and nothing else cost anything, beside ``sigmoid_ns``, what ``torch.sigmoid`` takes
+    here. A budget below the price of an exponential means no fp32 implementation that
+    evaluates them with PyTorch's kernels can meet the target on this machine."""
+    hf_ms = timings["hf"].median_ms
+    target = hf_ms / speedup
+    mac_floor = macs / (rate * 1e9) * 1e3
+    best = min((k for k in timings if k != "hf"), key=lambda k: timings[k].median_ms)
+    best_ms = timings[best].median_ms
+    return {
+        "speedup": speedup, "target_ms": target, "mac_floor_ms": mac_floor,
+        "needs_fraction_of_matmul_rate": mac_floor / target,
+        "exps": exps, "exp_budget_ns": (target - mac_floor) * 1e6 / exps,
+        "sigmoid_ns": sigmoid_ns, "exp_ms_at_sigmoid_rate": exps * sigmoid_ns * 1e-6,
+        "best": best, "best_ms": best_ms, "best_speedup": hf_ms / best_ms,
+        "best_fraction_of_matmul_rate": mac_floor / best_ms, "met": best_ms <= target,
+    }
+
+
 def _infer(fn: Callable[[], Any]) -> Callable[[], None]:
     def call() -> None:
         with torch.inference_mode():
@@ -90,24 +124,26 @@ def _infer(fn: Callable[[], Any]) -> Callable[[], None]:
 # --- inference -------------------------------------------------------------------------------
 def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
                args: argparse.Namespace) -> Callable[[], torch.Tensor]:
-    """``model`` exported once per size (fixed 256 x 256, dynamic batch) and run by ONNX Runtime."""
+    """``model`` exported for ``x``'s shape (fixed batch, 256 x 256: ONNX Runtime then folds
+    every shape computation into constants) and run by ONNX Runtime."""
     from mobilevit_edu.export import export_onnx, onnx_session
 
     path = Path(tempfile.gettempdir()) / f"mobilevit_edu_bench_{size}_{os.getpid()}.onnx"
-    log(f"{size}: exporting to ONNX ...")
-    export_onnx(model, path, 256)
+    log(f"{size} batch {len(x)}: exporting to ONNX ...")
+    export_onnx(model, path, 256, dynamic_batch=False, batch=len(x))
     run = onnx_session(path, threads=args.threads).runner(x)
     path.unlink()  # the session holds the model
     return lambda: torch.from_numpy(run())
 
 
 def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
-                    matmul_rate: float) -> dict[str, Any]:
+                    matmul_rate: float, sigmoid_ns: float) -> dict[str, Any]:
     ours, hf = build_pair(size)
     macs = count_flops(ours, 256).macs
+    exps = count_exponentials(ours, photo_batch(1))["total"]
     folded = fold_batchnorm(copy.deepcopy(ours))
     fast = optimize_for_inference(ours)
-    out: dict[str, Any] = {"macs_per_image": macs, "batches": {}}
+    out: dict[str, Any] = {"macs_per_image": macs, "exps_per_image": exps, "batches": {}}
     for batch in batches:
         x = photo_batch(batch, seed=10 + batch)
         candidates: dict[str, Callable[[], Any]] = {
@@ -152,7 +188,10 @@ def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
             log(f"  {name:14s} median {t.median_ms:8.1f} ms (IQR {t.iqr_ms:6.1f}; CPU "
                 f"{t.median_cpu_ms:8.1f} ms)  x{rows[name]['speedup_vs_hf']:.2f} vs hf "
                 f"(CPU time x{rows[name]['speedup_vs_hf_cpu_time']:.2f})  {rate:5.1f} GMAC/s")
-        out["batches"][str(batch)] = {"timings": rows, "compile": compile_info}
+        met = goal(2.0, res, macs * batch, exps * batch, matmul_rate, sigmoid_ns)
+        log(f"  goal 2x: {met['target_ms']:.1f} ms needs {100 * met['needs_fraction_of_matmul_rate']:.0f} % "
+            f"of the matmul rate; best {met['best']} x{met['best_speedup']:.2f}")
+        out["batches"][str(batch)] = {"timings": rows, "compile": compile_info, "goal": met}
     return out
 
 
@@ -200,14 +239,21 @@ def hf_grads_as_ours(
     return {k: v for k, v in to_ours(sd, ours, "hf").items() if k in params}
 
 
-def bench_training(size: str, args: argparse.Namespace) -> dict[str, Any]:
+def bench_training(size: str, args: argparse.Namespace, matmul_rate: float,
+                   sigmoid_ns: float) -> dict[str, Any]:
     """Forward + backward + AdamW at batch 16. Dropout is off (p=0) in every model so that the
     first step can be compared with Hugging Face's: the logits to 1e-4 and all gradients to 1e-3
     relative (``||g - g_hf|| / ||g_hf||``). The logits after the AdamW update are recorded but not
     required to agree: the gradient of the key bias is exactly 0 in exact arithmetic (softmax
     ignores a constant added to a row of scores), so it is float noise, and Adam's first step,
-    ``lr * g / (|g| + eps)``, scales noise up to +-lr. Then the steps are timed in turns."""
+    ``lr * g / (|g| + eps)``, scales noise up to +-lr. Then the steps are timed in turns.
+
+    The 1.5x goal is set against 3x the forward pass's MACs (forward, input gradients, weight
+    gradients; the stem's input gradient, 0.3 %, is not needed) and 2x its exponentials (PyTorch's
+    SiLU backward and the fused attention's backward evaluate them again)."""
     ours, hf = build_pair(size)
+    macs = count_flops(ours, 256).macs
+    exps = count_exponentials(ours, photo_batch(1))["total"]
     _no_dropout(ours)
     _no_dropout(hf)
     batch = args.train_batch
@@ -275,10 +321,14 @@ def bench_training(size: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"  {name:14s} median {t.median_ms:8.1f} ms (CPU {t.median_cpu_ms:8.1f} ms) "
             f"x{rows[name]['speedup_vs_hf']:.2f} vs hf "
             f"(CPU time x{rows[name]['speedup_vs_hf_cpu_time']:.2f})")
+    met = goal(1.5, res, 3 * macs * batch, 2 * exps * batch, matmul_rate, sigmoid_ns)
+    log(f"  goal 1.5x: {met['target_ms']:.0f} ms needs "
+        f"{100 * met['needs_fraction_of_matmul_rate']:.0f} % of the matmul rate; best "
+        f"{met['best']} x{met['best_speedup']:.2f}")
     return {"batch": batch, "image_size": 256, "dropout": "off (p=0) in every model",
             "optimizer": "AdamW(lr=1e-3, weight_decay=0.01, fused=True), the same for all",
             "checked": "first-step logits vs HF to 1e-4 and gradients to 1e-3 relative",
-            "check_passed": not bad, "timings": rows, "compile": compile_info}
+            "check_passed": not bad, "timings": rows, "compile": compile_info, "goal": met}
 
 
 # --- unfold / fold: the official five steps vs one permute ----------------------------------
@@ -356,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine {info}; reuse_freed_memory={reused}; threads={args.threads}")
     rate, mm = matmul_gmacs(2048, repeats=5, num_threads=args.threads)
     log(f"matmul 2048^3: {rate:.1f} GMAC/s")
+    sig_ns, sig = exp_ns(num_threads=args.threads)
+    log(f"sigmoid: {sig_ns:.2f} ns per element")
     result: dict[str, Any] = {
         "what": "our MobileViT vs Hugging Face's (same weights), CPU, one process, in turns",
         "command": " ".join(["benchmarks/latency.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -365,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": 256,
         "tolerance": TOLERANCE,
         "matmul_2048": {"gmacs_per_s": rate, **mm.as_dict()},
+        "sigmoid_1m": {"ns_per_element": sig_ns, **sig.as_dict()},
         "inference": {},
         "training": {},
         "gpu": {"skipped": "no GPU was lent to this task (device tool: can_start_another=false), "
@@ -379,11 +432,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result["unfold_fold"] = bench_unfold_fold(args)
     for size in args.sizes:
-        result["inference"][size] = bench_inference(size, args.batches, args, rate)
+        result["inference"][size] = bench_inference(size, args.batches, args, rate, sig_ns)
         save()
     if args.train:
         for size in args.train_sizes or args.sizes:
-            result["training"][size] = bench_training(size, args)
+            result["training"][size] = bench_training(size, args, rate, sig_ns)
             save()
     save(final=True)
     log(f"wrote {args.out} ({result['seconds']:.0f} s)")

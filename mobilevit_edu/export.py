@@ -205,6 +205,7 @@ def export_onnx(
     image_size: int | tuple[int, int] | None = 256,
     *,
     dynamic_batch: bool = True,
+    batch: int = 1,
     opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
     in_channels: int | None = None,
@@ -213,7 +214,8 @@ def export_onnx(
 
     ``image_size``: an int or (H, W) for a fixed resolution, or ``None`` for dynamic H and W
     (multiples of ``size_multiple(model)``; see the module docstring). ``dynamic_batch`` makes
-    the batch symbolic. The input is named ``images``, the output ``logits``. The file is
+    the batch symbolic; without it the file takes exactly ``batch`` images, which lets ONNX
+    Runtime fold every shape computation into constants (a few % faster at batch 1). The input is named ``images``, the output ``logits``. The file is
     written next to its destination under a temporary name, checked with ``onnx.checker`` and
     then renamed, so a failed export never leaves a half-written file behind.
 
@@ -231,6 +233,10 @@ def export_onnx(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if dynamic_batch and batch != 1:
+        raise ValueError(f"batch={batch} fixes the batch size; it needs dynamic_batch=False")
     channels = in_channels or getattr(model, "in_channels", 3)
     multiple = size_multiple(model) if image_size is None else 1
     if image_size is None:
@@ -238,7 +244,7 @@ def export_onnx(
     else:
         h, w = _pair(image_size)
     # a batch of 2: torch.export specialises a dimension whose example size is 1
-    x = torch.rand(2 if dynamic_batch else 1, channels, h, w,
+    x = torch.rand(2 if dynamic_batch else batch, channels, h, w,
                    generator=torch.Generator().manual_seed(0))
     tmp = path.with_name(path.name + ".tmp")
     try:

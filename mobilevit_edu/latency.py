@@ -50,6 +50,8 @@ __all__ = [
     "time_interleaved",
     "time_train_step",
     "matmul_gmacs",
+    "exp_ns",
+    "count_exponentials",
     "machine_info",
     "reuse_freed_memory",
     "fold_batchnorm",
@@ -289,6 +291,56 @@ def matmul_gmacs(
     t = time_callable(lambda: a @ b, repeats=repeats, warmup=1, num_threads=num_threads,
                       label=f"matmul {n}x{n}x{n}")
     return n**3 / (t.median_ms * 1e-3) / 1e9, t
+
+
+def exp_ns(
+    n: int = 1 << 20, *, repeats: int = 9, num_threads: int | None = None
+) -> tuple[float, Timing]:
+    """Nanoseconds per element of ``torch.sigmoid`` over ``n`` floats (4 MiB by default).
+
+    The price of one exponential with PyTorch's vectorised kernel: SiLU is ``x * sigmoid(x)``
+    and softmax one ``exp`` per score, and neither is a multiply-add, so ``matmul_gmacs`` says
+    nothing about them. With ``count_exponentials`` it turns into a time floor for a network."""
+    x = torch.randn(n, generator=torch.Generator().manual_seed(0))
+    out = torch.empty_like(x)
+    t = time_callable(lambda: torch.sigmoid(x, out=out), repeats=repeats, warmup=2,
+                      num_threads=num_threads, label=f"sigmoid over {n} floats")
+    return t.median_ms * 1e6 / n, t
+
+
+def count_exponentials(model: nn.Module | Callable[[torch.Tensor], Any],
+                       x: torch.Tensor) -> dict[str, int]:
+    """How many exponentials one forward pass of ``model`` on ``x`` evaluates, by source.
+
+    ``"activation"``: one per output element of every SiLU and sigmoid;
+    ``"attention"``: one per attention score, ``B * h * N_q * N_k`` for every
+    scaled-dot-product attention and one per element of every softmax; ``"total"``: the sum.
+    Read from the aten operators the pass runs (``TorchDispatchMode``), so it counts what
+    actually runs, whichever attention path that is."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"activation": 0, "attention": 0}
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if "backward" in name:
+                return out
+            if name in ("silu", "silu_", "sigmoid", "sigmoid_"):
+                counts["activation"] += out.numel()
+            elif "scaled_dot_product" in name:
+                q, k = args[0], args[1]  # [..., N_q, d], [..., N_k, d]
+                counts["attention"] += q.shape[:-1].numel() * k.shape[-2]
+            elif "softmax" in name:
+                counts["attention"] += out.numel()
+            return out
+
+    if isinstance(model, nn.Module):
+        model.eval()
+    with torch.inference_mode(), _Count():
+        model(x)
+    return {**counts, "total": counts["activation"] + counts["attention"]}
 
 
 def machine_info() -> dict[str, Any]:

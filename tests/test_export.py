@@ -221,6 +221,23 @@ def test_compare_runtimes_times_every_runtime_it_can(tmp_path, figures_in_tmp):
     assert (figures_in_tmp / "test_time_split.png").exists()
 
 
+def test_fixed_batch_export_takes_exactly_that_batch(tmp_path):
+    torch.manual_seed(0)
+    tiny = Tiny().eval()
+    path = export_onnx(tiny, tmp_path / "tiny_b3.onnx", image_size=64, dynamic_batch=False,
+                       batch=3)
+    session = onnx_session(path)
+    assert session.input_shape == [3, 3, 64, 64]
+    assert check_onnx(tiny, session, [torch.rand(3, 3, 64, 64)]) <= TOL
+    with pytest.raises(ValueError, match="exported for batch 3, got batch 2"):
+        session(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="needs dynamic_batch=False"):
+        export_onnx(tiny, tmp_path / "x.onnx", image_size=64, batch=3)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        export_onnx(tiny, tmp_path / "x.onnx", image_size=64, dynamic_batch=False, batch=0)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_coreml_convert_returns_a_model_or_one_line_reason():
     result = coreml_convert(Tiny().eval(), 64)
     assert isinstance(result, CoreMLResult)

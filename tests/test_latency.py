@@ -14,9 +14,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
+from mobilevit_edu.attention import MultiHeadSelfAttention  # noqa: E402
 from mobilevit_edu.latency import (  # noqa: E402
-    Timing, calibrate_batchnorm, compile_model, fold_batchnorm, machine_info, matmul_gmacs,
-    optimize_for_inference, plot_latency_vs_macs, reuse_freed_memory, threads, time_callable,
+    Timing, calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm,
+    machine_info, matmul_gmacs, optimize_for_inference, plot_latency_vs_macs, reuse_freed_memory, threads, time_callable,
     time_forward, time_interleaved, time_train_step,
 )
 
@@ -88,10 +89,40 @@ def test_time_train_step_updates_the_weights():
 def test_matmul_rate_and_machine_info():
     gmacs, t = matmul_gmacs(64, repeats=3, num_threads=1)
     assert gmacs > 0 and t.repeats == 3
+    ns, t = exp_ns(4096, repeats=3, num_threads=1)
+    assert ns == pytest.approx(t.median_ms * 1e6 / 4096) and t.repeats == 3
     info = machine_info()
     assert {"cpu", "cpu_count", "torch_threads", "torch"} <= set(info)
     assert isinstance(reuse_freed_memory(), bool)
     assert reuse_freed_memory() == reuse_freed_memory()  # idempotent
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_count_exponentials_counts_silu_outputs_and_attention_scores(fused):
+    attn = MultiHeadSelfAttention(8, num_heads=2, fused=fused)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Flatten(2))  # -> [B, 8, 64]
+    model = lambda x: attn(nn.functional.silu(net(x).transpose(1, 2)))  # noqa: E731
+    counts = count_exponentials(model, torch.randn(2, 3, 8, 8))
+    # SiLU: 2 x 8 x 8 x 8 conv outputs, twice; scores: B = 2, h = 2, N = 64 -> 2 * 2 * 64 * 64
+    assert counts == {"activation": 2 * 1024, "attention": 16384, "total": 2048 + 16384}
+
+
+def test_count_exponentials_of_mobilevit_match_the_formula():
+    # every MobileViT block: L layers x (B * P sequences) x h heads x N^2 scores, P = 4, h = 4
+    model = create_model("mobilevit_xxs")
+    got = count_exponentials(model, torch.randn(2, 3, 128, 128))
+    # layer3: 16 x 16 map, N = 64, 2 layers; layer4: 8 x 8, N = 16, 4 layers; layer5: 4 x 4,
+    # N = 4, 3 layers
+    scores = 2 * 4 * 4 * (2 * 64**2 + 4 * 16**2 + 3 * 4**2)
+    assert got["attention"] == scores
+    outputs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: outputs.append(o.numel()))
+             for m in model.modules() if isinstance(m, nn.SiLU)]
+    with torch.inference_mode():
+        model(torch.randn(2, 3, 128, 128))
+    for h in hooks:
+        h.remove()
+    assert outputs and got["activation"] == sum(outputs)
 
 
 def _realistic(name: str, **kw) -> nn.Module:
