@@ -93,7 +93,7 @@ def goal(speedup: float, timings: dict[str, Any], macs: float, exps: float, rate
     ``macs`` multiply-adds and evaluates ``exps`` exponentials.
 
     ``mac_floor_ms``: the time if every multiply-add ran at the 2048^3 matmul's rate (``rate``,
-    GMAC/s), the best this CPU does in fp32; ``needs_fraction_of_matmul_rate``: the share of that
+    GMAC/s, from its fastest sample), the best this CPU does in fp32; ``needs_fraction_of_matmul_rate``: the share of that
     rate the whole network must average to meet the target; ``exp_budget_ns``: the time per
     exponential (SiLU's sigmoid, softmax's exp) that is left if every MAC ran at the matmul's
     rate and nothing else cost anything, beside ``sigmoid_ns``, what ``torch.sigmoid`` takes
@@ -137,7 +137,7 @@ def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
 
 
 def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
-                    matmul_rate: float, sigmoid_ns: float) -> dict[str, Any]:
+                    matmul_rate: float, peak_rate: float, sigmoid_ns: float) -> dict[str, Any]:
     ours, hf = build_pair(size)
     macs = count_flops(ours, 256).macs
     exps = count_exponentials(ours, photo_batch(1))["total"]
@@ -188,7 +188,7 @@ def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
             log(f"  {name:14s} median {t.median_ms:8.1f} ms (IQR {t.iqr_ms:6.1f}; CPU "
                 f"{t.median_cpu_ms:8.1f} ms)  x{rows[name]['speedup_vs_hf']:.2f} vs hf "
                 f"(CPU time x{rows[name]['speedup_vs_hf_cpu_time']:.2f})  {rate:5.1f} GMAC/s")
-        met = goal(2.0, res, macs * batch, exps * batch, matmul_rate, sigmoid_ns)
+        met = goal(2.0, res, macs * batch, exps * batch, peak_rate, sigmoid_ns)
         log(f"  goal 2x: {met['target_ms']:.1f} ms needs {100 * met['needs_fraction_of_matmul_rate']:.0f} % "
             f"of the matmul rate; best {met['best']} x{met['best_speedup']:.2f}")
         out["batches"][str(batch)] = {"timings": rows, "compile": compile_info, "goal": met}
@@ -404,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     reused = False if args.default_allocator else reuse_freed_memory()
     log(f"machine {info}; reuse_freed_memory={reused}; threads={args.threads}")
-    rate, mm = matmul_gmacs(2048, repeats=5, num_threads=args.threads)
-    log(f"matmul 2048^3: {rate:.1f} GMAC/s")
+    rate, mm = matmul_gmacs(2048, repeats=10, num_threads=args.threads)
+    peak = 2048**3 / (mm.min_ms * 1e-3) / 1e9  # the fastest sample: noise only ever slows it
+    log(f"matmul 2048^3: {rate:.1f} GMAC/s (median), {peak:.1f} (best)")
     sig_ns, sig = exp_ns(num_threads=args.threads)
     log(f"sigmoid: {sig_ns:.2f} ns per element")
     result: dict[str, Any] = {
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "allocator": "glibc, reuse_freed_memory()" if reused else "glibc default",
         "image_size": 256,
         "tolerance": TOLERANCE,
-        "matmul_2048": {"gmacs_per_s": rate, **mm.as_dict()},
+        "matmul_2048": {"gmacs_per_s": rate, "gmacs_per_s_best": peak, **mm.as_dict()},
         "sigmoid_1m": {"ns_per_element": sig_ns, **sig.as_dict()},
         "inference": {},
         "training": {},
@@ -432,11 +433,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result["unfold_fold"] = bench_unfold_fold(args)
     for size in args.sizes:
-        result["inference"][size] = bench_inference(size, args.batches, args, rate, sig_ns)
+        result["inference"][size] = bench_inference(size, args.batches, args, rate, peak, sig_ns)
         save()
     if args.train:
         for size in args.train_sizes or args.sizes:
-            result["training"][size] = bench_training(size, args, rate, sig_ns)
+            result["training"][size] = bench_training(size, args, peak, sig_ns)
             save()
     save(final=True)
     log(f"wrote {args.out} ({result['seconds']:.0f} s)")

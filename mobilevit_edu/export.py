@@ -358,12 +358,15 @@ class OnnxModel:
 
 def onnx_session(
     path: str | os.PathLike, threads: int = 1, *, optimize: bool = True,
-    profile_prefix: str | None = None,
+    profile_prefix: str | None = None, spin_wait: bool = False,
 ) -> OnnxModel:
     """Open an ONNX file with ONNX Runtime's CPU provider and ``threads`` intra-op threads.
 
     ``optimize=False`` turns the runtime's graph optimisations (fusions, constant folding,
-    layout changes) off; ``profile_prefix`` switches on its per-node profiler."""
+    layout changes) off; ``profile_prefix`` switches on its per-node profiler. ``spin_wait``:
+    with more than one thread, ONNX Runtime's pool threads by default busy-wait for the next
+    kernel after every run, which steals a core from whatever the process runs next (another
+    model being timed, PyTorch's own threads); here that is off unless asked for."""
     ort = _require("onnxruntime")
     path = Path(path)
     if not path.is_file():
@@ -377,6 +380,8 @@ def onnx_session(
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.log_severity_level = 4  # fatal only: errors reach the caller as exceptions
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if spin_wait else "0")
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

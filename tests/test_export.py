@@ -236,6 +236,11 @@ def test_fixed_batch_export_takes_exactly_that_batch(tmp_path):
     with pytest.raises(ValueError, match="batch must be >= 1"):
         export_onnx(tiny, tmp_path / "x.onnx", image_size=64, dynamic_batch=False, batch=0)
     assert not (tmp_path / "x.onnx").exists()
+    # ONNX Runtime's pool threads busy-wait after a run unless told not to: off by default
+    key = "session.intra_op.allow_spinning"
+    for kwargs, want in (({}, "0"), ({"spin_wait": True}, "1")):
+        options = onnx_session(path, threads=2, **kwargs).session.get_session_options()
+        assert options.get_session_config_entry(key) == want
 
 
 def test_coreml_convert_returns_a_model_or_one_line_reason():
