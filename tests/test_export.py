@@ -232,10 +232,11 @@ def test_fixed_batch_export_takes_exactly_that_batch(tmp_path):
     with pytest.raises(ValueError, match="exported for batch 3, got batch 2"):
         session(torch.rand(2, 3, 64, 64))
     with pytest.raises(ValueError, match="needs dynamic_batch=False"):
-        export_onnx(tiny, tmp_path / "x.onnx", image_size=64, batch=3)
+        export_onnx(tiny, tmp_path / "new" / "x.onnx", image_size=64, batch=3)
     with pytest.raises(ValueError, match="batch must be >= 1"):
-        export_onnx(tiny, tmp_path / "x.onnx", image_size=64, dynamic_batch=False, batch=0)
-    assert not (tmp_path / "x.onnx").exists()
+        export_onnx(tiny, tmp_path / "new" / "x.onnx", image_size=64, dynamic_batch=False,
+                    batch=0)
+    assert not (tmp_path / "new").exists()  # refused before anything is created
     # ONNX Runtime's pool threads busy-wait after a run unless told not to: off by default
     key = "session.intra_op.allow_spinning"
     for kwargs, want in (({}, "0"), ({"spin_wait": True}, "1")):

