@@ -299,9 +299,6 @@ class ConfusionMatrix:
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
-    def reset(self) -> None:
-        self.matrix.zero_()
-
     @torch.no_grad()
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> "ConfusionMatrix":
         """Add a batch: ``prediction`` is a label map of ``target``'s shape, or logits with one
