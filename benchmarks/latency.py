@@ -12,7 +12,7 @@ For every size (XXS, XS, S) and batch (1, 8) it times, in turns (A, B, C, A, B, 
 * ``ours_fold``: BatchNorm folded into the convolutions (``fold_batchnorm``);
 * ``ours_fast``: folded and channels-last (``optimize_for_inference``);
 * ``ours_compiled``: ``ours_fast`` through ``torch.compile`` (inductor, weights frozen);
-* ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.export``, 256 x 256, the batch
+* ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.deploy.export``, 256 x 256, the batch
   fixed to the one timed) and run by ONNX Runtime with the same threads (``--no-onnx`` skips it);
 
 and one training step (forward, cross-entropy, backward, AdamW; batch 16, 256 x 256) for ``hf``,
@@ -48,14 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.checkpoints import from_ours  # noqa: E402
-from mobilevit_edu.flops import count_flops  # noqa: E402
-from mobilevit_edu.latency import (  # noqa: E402
+from mobilevit_edu.models.checkpoints import from_ours  # noqa: E402
+from mobilevit_edu.measure.flops import count_flops  # noqa: E402
+from mobilevit_edu.measure.latency import (  # noqa: E402
     calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm, machine_info,
     matmul_gmacs, optimize_for_inference, photo_batch, reuse_freed_memory, threads,
     time_interleaved,
 )
-from mobilevit_edu.patches import fold, unfold  # noqa: E402
+from mobilevit_edu.nn.patches import fold, unfold  # noqa: E402
 
 # transformers' convert_mlcvnets_to_pytorch.py, get_mobilevit_config
 HF_SIZES = {
@@ -126,7 +126,7 @@ def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
                args: argparse.Namespace) -> Callable[[], torch.Tensor]:
     """``model`` exported for ``x``'s shape (fixed batch, 256 x 256: ONNX Runtime then folds
     every shape computation into constants) and run by ONNX Runtime."""
-    from mobilevit_edu.export import export_onnx, onnx_session
+    from mobilevit_edu.deploy.export import export_onnx, onnx_session
 
     path = Path(tempfile.gettempdir()) / f"mobilevit_edu_bench_{size}_{os.getpid()}.onnx"
     log(f"{size} batch {len(x)}: exporting to ONNX ...")
@@ -231,7 +231,7 @@ def hf_grads_as_ours(
     hf: nn.Module, grads: dict[str, torch.Tensor], size: str
 ) -> dict[str, torch.Tensor]:
     """HF's gradients under our parameter names (via the checkpoint key map)."""
-    from mobilevit_edu.checkpoints import to_ours
+    from mobilevit_edu.models.checkpoints import to_ours
 
     sd = {k: grads.get(k, v) for k, v in hf.state_dict().items()}
     ours = create_model(f"mobilevit_{size}")

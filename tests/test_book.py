@@ -252,7 +252,7 @@ def test_toc_and_module_map_markdown():
     assert toc[2] == "| 00 | [How to use this book](00_how_to_use.ipynb) | — | 60 s |"
     assert "| 05 | [The MobileViT block](05_mobilevit_block.ipynb) | §3.1, Fig. 1b, Fig. 14 | 90 s |" in toc
     modmap = bk.module_map_markdown(book)
-    assert "| `mobilevit_edu.patches` | [03 Unfold and fold" in modmap
+    assert "| `mobilevit_edu.nn.patches` | [03 Unfold and fold" in modmap
     # one row per module (a module several chapters use lists them all in its row)
     assert modmap.count("\n") == 1 + len({m for c in book.chapters for m in c.modules})
 
@@ -446,7 +446,7 @@ def test_nbval_compares_checked_stdout_but_not_stderr_or_addresses(tmp_path):
 FIGURE_CELL = """
 import matplotlib.pyplot as plt
 import numpy as np
-from mobilevit_edu.figures import save_figure
+from mobilevit_edu.plots.save import save_figure
 fig, ax = plt.subplots(figsize=(3, 2))
 ax.plot(np.random.rand(20).cumsum())  # seeded by setup()
 ax.set_title("a seeded random walk")

@@ -18,7 +18,7 @@ from transformers import MobileViTForImageClassification  # noqa: E402
 
 from conftest import calibrate_random_batchnorm  # noqa: E402
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.checkpoints import (  # noqa: E402
+from mobilevit_edu.models.checkpoints import (  # noqa: E402
     CheckpointError, detect_layout, from_ours, load_checkpoint, official_preprocess,
     read_state_dict, save_checkpoint, to_ours,
 )

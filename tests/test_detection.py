@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilevit_edu import paper
+from mobilevit_edu.book import paper
 from mobilevit_edu.detection import (
     AnchorGenerator, CocoDetection, DetectionSample, Detections, SSDConfig, SSDLite,
     ShapesDetection, batched_nms, box_iou, check_boxes, coco_detections, coco_evaluate,
@@ -21,7 +21,7 @@ from mobilevit_edu.detection import (
     ssd_anchors, ssd_feature_sizes, ssd_loss, ssdlite_param_table, train_detector,
     xyxy_to_cxcywh,
 )
-from mobilevit_edu.model import CONFIGS, MobileViT
+from mobilevit_edu.models.mobilevit import CONFIGS, MobileViT
 from mobilevit_edu.train import TrainConfig
 
 

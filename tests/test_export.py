@@ -20,12 +20,12 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.export import (  # noqa: E402
+from mobilevit_edu.deploy.export import (  # noqa: E402
     EXPORT_HINT, CoreMLResult, OnnxModel, RuntimeLatency, check_onnx, compare_runtimes,
     coreml_convert, export_onnx, onnx_op_counts, onnx_session, ort_category, ort_op_times,
     plot_runtime_latency, plot_time_split, size_multiple, time_unfold_fold,
 )
-from mobilevit_edu.latency import calibrate_batchnorm, photo_batch  # noqa: E402
+from mobilevit_edu.measure.latency import calibrate_batchnorm, photo_batch  # noqa: E402
 
 TOL = 1e-4
 
@@ -189,7 +189,7 @@ def test_ort_op_times_splits_the_kernel_time(onnx_files):
 
 
 def test_time_unfold_fold_restores_the_block_functions(xxs):
-    from mobilevit_edu import block, patches
+    from mobilevit_edu.nn import block, patches
 
     t = time_unfold_fold(xxs, photo_batch(1, 128, seed=6), repeats=2)
     assert 0 < t["unfold"] < t["forward"] and 0 < t["fold"] < t["forward"]

@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from torch import nn  # noqa: E402
 
-from mobilevit_edu import create_model, paper  # noqa: E402
-from mobilevit_edu.block import MobileViTBlock  # noqa: E402
-from mobilevit_edu.flops import FlopCount, count_flops, plot_flop_breakdown  # noqa: E402
+from mobilevit_edu import create_model  # noqa: E402
+from mobilevit_edu.book import paper  # noqa: E402
+from mobilevit_edu.nn.block import MobileViTBlock  # noqa: E402
+from mobilevit_edu.measure.flops import FlopCount, count_flops, plot_flop_breakdown  # noqa: E402
 
 
 @pytest.fixture(scope="module")

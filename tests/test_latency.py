@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.attention import MultiHeadSelfAttention  # noqa: E402
-from mobilevit_edu.latency import (  # noqa: E402
+from mobilevit_edu.nn.attention import MultiHeadSelfAttention  # noqa: E402
+from mobilevit_edu.measure.latency import (  # noqa: E402
     Timing, calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm,
     machine_info, matmul_gmacs, optimize_for_inference, plot_latency_vs_macs, reuse_freed_memory, threads, time_callable,
     time_forward, time_interleaved, time_train_step,
@@ -187,7 +187,7 @@ def test_plot_latency_vs_macs(tmp_path, monkeypatch):
 
 
 def test_photo_batch_is_a_deterministic_batch_of_real_crops():
-    from mobilevit_edu.latency import photo_batch
+    from mobilevit_edu.measure.latency import photo_batch
 
     a, b = photo_batch(3, 64, seed=1), photo_batch(3, 64, seed=1)
     assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
@@ -197,7 +197,7 @@ def test_photo_batch_is_a_deterministic_batch_of_real_crops():
 
 @pytest.mark.parametrize("shape", [(2, 6, 8, 8), (1, 5, 7, 9)])
 def test_fold_writes_channels_last_when_asked(shape):
-    from mobilevit_edu.patches import fold, unfold
+    from mobilevit_edu.nn.patches import fold, unfold
 
     x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
     seq, grid = unfold(x, 2)  # the 7x9 map takes the resize path

@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from torch import nn  # noqa: E402
 
-from mobilevit_edu import create_model, paper  # noqa: E402
-from mobilevit_edu.memory import (  # noqa: E402
+from mobilevit_edu import create_model  # noqa: E402
+from mobilevit_edu.book import paper  # noqa: E402
+from mobilevit_edu.measure.memory import (  # noqa: E402
     memory_per_output_stride, memory_table, peak_memory, plot_memory_per_os,
 )
 

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from mobilevit_edu import create_model, list_models
-from mobilevit_edu.block import MobileViTBlock
-from mobilevit_edu.layers import ConvBNAct, make_divisible
-from mobilevit_edu.model import architecture_table
-from mobilevit_edu.mv2 import InvertedResidual
+from mobilevit_edu.nn.block import MobileViTBlock
+from mobilevit_edu.nn.layers import ConvBNAct, make_divisible
+from mobilevit_edu.models.mobilevit import architecture_table
+from mobilevit_edu.nn.mv2 import InvertedResidual
 
 
 def n_params(m: nn.Module) -> int:

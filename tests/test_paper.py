@@ -1,4 +1,4 @@
-"""The paper's numbers as data (mobilevit_edu.paper): complete, consistent, and the exact
+"""The paper's numbers as data (mobilevit_edu.book.paper): complete, consistent, and the exact
 architecture facts the rest of the book checks against."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from mobilevit_edu import paper
-from mobilevit_edu.paper import Ablation, Entry, Latency, MemoryRow, TrainingCost
+from mobilevit_edu.book import paper
+from mobilevit_edu.book.paper import Ablation, Entry, Latency, MemoryRow, TrainingCost
 
 REQUIRED = [
     "headline", "fig8b", "fig8c", "fig9b", "table1a", "table1b", "table2", "table3", "table11",
@@ -208,7 +208,7 @@ def test_plot_cnn_comparison_draws_and_saves_every_row(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilevit_edu.paper_plots import plot_cnn_comparison
+    from mobilevit_edu.plots.paper import plot_cnn_comparison
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     fig = plot_cnn_comparison("cnns_test")
@@ -230,7 +230,7 @@ def test_plot_vit_comparison_marks_augmentation(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilevit_edu.paper_plots import plot_vit_comparison
+    from mobilevit_edu.plots.paper import plot_vit_comparison
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     fig = plot_vit_comparison("vits_test")

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from mobilevit_edu.patches import (
+from mobilevit_edu.nn.patches import (
     fold, fold_einops, fold_loop, patch_grid, unfold, unfold_einops, unfold_loop,
 )
 

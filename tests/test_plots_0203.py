@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from mobilevit_edu.layers import plot_receptive_windows  # noqa: E402
-from mobilevit_edu.mv2 import plot_param_breakdown  # noqa: E402
-from mobilevit_edu.patches import plot_gradient_maps, plot_patch_sequences  # noqa: E402
+from mobilevit_edu.nn.layers import plot_receptive_windows  # noqa: E402
+from mobilevit_edu.nn.mv2 import plot_param_breakdown  # noqa: E402
+from mobilevit_edu.nn.patches import plot_gradient_maps, plot_patch_sequences  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("figures_in_tmp")

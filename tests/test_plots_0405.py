@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mobilevit_edu.attention import plot_attention_cost, plot_attention_maps  # noqa: E402
-from mobilevit_edu.block import plot_block_shapes, plot_influence_maps  # noqa: E402
-from mobilevit_edu.transformer import plot_layer_params  # noqa: E402
+from mobilevit_edu.nn.attention import plot_attention_cost, plot_attention_maps  # noqa: E402
+from mobilevit_edu.nn.block import plot_block_shapes, plot_influence_maps  # noqa: E402
+from mobilevit_edu.nn.transformer import plot_layer_params  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("figures_in_tmp")

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.model import (  # noqa: E402
+from mobilevit_edu.models.mobilevit import (  # noqa: E402
     architecture_table, plot_architecture, plot_param_distribution, plot_preprocessing,
 )
 

@@ -12,9 +12,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.block import MobileViTBlock  # noqa: E402
-from mobilevit_edu.mv2 import InvertedResidual  # noqa: E402
-from mobilevit_edu.receptive_field import (  # noqa: E402
+from mobilevit_edu.nn.block import MobileViTBlock  # noqa: E402
+from mobilevit_edu.nn.mv2 import InvertedResidual  # noqa: E402
+from mobilevit_edu.measure.receptive_field import (  # noqa: E402
     effective_receptive_field,
     format_rf_table,
     input_gradient_map,
@@ -254,7 +254,7 @@ def test_plots_validate_inputs(figures_tmp):
 
 
 def test_stage_receptive_fields_match_stage_features():
-    from mobilevit_edu.receptive_field import stage_receptive_fields
+    from mobilevit_edu.measure.receptive_field import stage_receptive_fields
 
     for name, kw in [("mobilevit_xxs", {}), ("mobilenetv2_035", {}),
                      ("vit_tiny", {"image_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 24})]:

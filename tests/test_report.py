@@ -1,4 +1,4 @@
-"""The ledger of results (mobilevit_edu.results) and the report built from it (mobilevit_edu.report)."""
+"""The ledger of results (mobilevit_edu.book.results) and the report built from it (mobilevit_edu.book.report)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from mobilevit_edu import report as rp
-from mobilevit_edu.results import KINDS, Result, load_results, record, results_dir
+from mobilevit_edu.book import report as rp
+from mobilevit_edu.book.results import KINDS, Result, load_results, record, results_dir
 
 
 def row(item="MobileViT-XS parameters", paper=2.3, ours=2.318, **kw) -> Result:
@@ -128,7 +128,7 @@ def test_report_markdown_links_every_row_to_its_chapter(two_folders):
     assert text.count("| ✓ matches |") == 2
     assert "ours / paper = 0.87" in text  # 68.4 / 78.3, a small-scale row gets a ratio, not a verdict
     assert "same protocol at small scale" in text and KINDS["exact"] in text
-    assert "#### Table 7: Label smoothing" in text  # the paper's caption from mobilevit_edu.paper
+    assert "#### Table 7: Label smoothing" in text  # the paper's caption from mobilevit_edu.book.paper
     headings = [line for line in text.splitlines() if line.startswith("####")]
     assert len(headings) == 3
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mobilevit_edu import paper
+from mobilevit_edu.book import paper
 from mobilevit_edu.data import ShapesDataset
-from mobilevit_edu.sampler import (
+from mobilevit_edu.data.sampler import (
     MultiScaleSampler,
     StandardSampler,
     batch_sizes,
@@ -166,7 +166,7 @@ def test_plots_save_figures(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilevit_edu.sampler import plot_batches_at_resolutions, plot_schedule, plot_updates
+    from mobilevit_edu.data.sampler import plot_batches_at_resolutions, plot_schedule, plot_updates
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     ds = ShapesDataset(3, "shape", seed=0)

@@ -18,8 +18,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from conftest import calibrate_random_batchnorm  # noqa: E402
-from mobilevit_edu import create_model, paper  # noqa: E402
-from mobilevit_edu.checkpoints import CheckpointError, from_ours  # noqa: E402
+from mobilevit_edu import create_model  # noqa: E402
+from mobilevit_edu.book import paper  # noqa: E402
+from mobilevit_edu.models.checkpoints import CheckpointError, from_ours  # noqa: E402
 from mobilevit_edu.data import ShapesDataset  # noqa: E402
 from mobilevit_edu.segmentation import (  # noqa: E402
     ASPP, ConfusionMatrix, DeepLabV3, ShapesSegmentation, VOCSegmentation, aspp_sampling_points,
