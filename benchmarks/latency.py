@@ -9,11 +9,12 @@ For every size (XXS, XS, S) and batch (1, 8) it times, in turns (A, B, C, A, B, 
 
 * ``hf``: ``transformers.MobileViTForImageClassification``, eager, as a reader would run it;
 * ``ours_eager``: ``mobilevit_edu`` as built, eager;
-* ``ours_fold``: BatchNorm folded into the convolutions (``fold_batchnorm``);
-* ``ours_fast``: folded and channels-last (``optimize_for_inference``);
+* ``ours_fold``: BatchNorm folded into the convolutions (``deploy.inference.fold_batchnorm``);
+* ``ours_fast``: folded and channels-last (``deploy.inference.optimize_for_inference``);
 * ``ours_compiled``: ``ours_fast`` through ``torch.compile`` (inductor, weights frozen);
 * ``ours_onnxruntime``: ours exported to ONNX (``mobilevit_edu.deploy.export``, 256 x 256, the batch
-  fixed to the one timed) and run by ONNX Runtime with the same threads (``--no-onnx`` skips it);
+  fixed to the one timed) and run by ONNX Runtime (``deploy.onnx_runtime``) with the same threads
+  (``--no-onnx`` skips it);
 
 and one training step (forward, cross-entropy, backward, AdamW; batch 16, 256 x 256) for ``hf``,
 ``ours_eager``, ``ours_cl`` (channels-last) and ``ours_compiled``. Every model gets the same
@@ -27,12 +28,19 @@ inference, 1.5x for the training step) asks of this machine. Its ``needs_fractio
 is the share of the 2048^3 matmul's GMAC/s the whole network would have to average, and its
 ``exp_budget_ns`` the time per exponential (SiLU, softmax) left over if every multiply-add ran
 at that rate, beside the measured price of one (``torch.sigmoid``, ``sigmoid_1m`` at the top).
+
+Parts: this file (the command line, inference, unfold / fold), ``benchmarks/hf_pair.py`` (the
+two models with the same weights, their differences, the goal arithmetic) and
+``benchmarks/train_step.py`` (the training step). A mistake on the command line (an unknown
+size, a count below 1, an output path that is a folder, a missing optional dependency) gets one
+line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import sys
@@ -47,71 +55,22 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.models.checkpoints import from_ours  # noqa: E402
-from mobilevit_edu.measure.flops import count_flops  # noqa: E402
-from mobilevit_edu.measure.latency import (  # noqa: E402
-    calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm, machine_info,
-    matmul_gmacs, optimize_for_inference, photo_batch, reuse_freed_memory, threads,
-    time_interleaved,
+from benchmarks.hf_pair import HF_SIZES, TOLERANCE, build_pair, goal, log, max_diff  # noqa: E402
+from benchmarks.train_step import bench_training  # noqa: E402
+from mobilevit_edu.data.photos import photo_batch  # noqa: E402
+from mobilevit_edu.deploy.export import export_onnx  # noqa: E402
+from mobilevit_edu.deploy.inference import (  # noqa: E402
+    compile_model, fold_batchnorm, optimize_for_inference, reuse_freed_memory,
 )
+from mobilevit_edu.deploy.onnx_runtime import onnx_session  # noqa: E402
+from mobilevit_edu.measure.flops import count_macs  # noqa: E402
+from mobilevit_edu.measure.latency import (  # noqa: E402
+    exp_ns, machine_info, matmul_gmacs, threads, time_interleaved,
+)
+from mobilevit_edu.measure.operators import count_exponentials  # noqa: E402
 from mobilevit_edu.nn.patches import fold, unfold  # noqa: E402
 
-# transformers' convert_mlcvnets_to_pytorch.py, get_mobilevit_config
-HF_SIZES = {
-    "xxs": dict(hidden_sizes=[64, 80, 96], neck_hidden_sizes=[16, 16, 24, 48, 64, 80, 320],
-                expand_ratio=2.0, hidden_dropout_prob=0.05),
-    "xs": dict(hidden_sizes=[96, 120, 144], neck_hidden_sizes=[16, 32, 48, 64, 80, 96, 384]),
-    "s": dict(hidden_sizes=[144, 192, 240], neck_hidden_sizes=[16, 32, 64, 96, 128, 160, 640]),
-}
-TOLERANCE = 1e-4
-
-
-def log(*args: Any) -> None:
-    print(time.strftime("%H:%M:%S"), *args, flush=True)
-
-
-def build_pair(size: str, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """Our model with calibrated BatchNorm statistics, and HF's model with the same weights."""
-    from transformers import MobileViTConfig, MobileViTForImageClassification
-
-    torch.manual_seed(seed)
-    ours = create_model(f"mobilevit_{size}")
-    calibrate_batchnorm(ours, photo_batch(16, seed=seed + 1), steps=4)
-    hf = MobileViTForImageClassification(MobileViTConfig(num_labels=1000, **HF_SIZES[size]))
-    hf.load_state_dict(from_ours(ours, "hf"), strict=True)
-    return ours.eval(), hf.eval()
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
-
-
-def goal(speedup: float, timings: dict[str, Any], macs: float, exps: float, rate: float,
-         sigmoid_ns: float) -> dict[str, Any]:
-    """What "``speedup`` x faster than hf" asks of this machine, for one timed call that does
-    ``macs`` multiply-adds and evaluates ``exps`` exponentials.
-
-    ``mac_floor_ms``: the time if every multiply-add ran at the 2048^3 matmul's rate (``rate``,
-    GMAC/s, from its fastest sample), the best this CPU does in fp32; ``needs_fraction_of_matmul_rate``: the share of that
-    rate the whole network must average to meet the target; ``exp_budget_ns``: the time per
-    exponential (SiLU's sigmoid, softmax's exp) that is left if every MAC ran at the matmul's
-    rate and nothing else cost anything, beside ``sigmoid_ns``, what ``torch.sigmoid`` takes
-    here. A budget below the price of an exponential means no fp32 implementation that
-    evaluates them with PyTorch's kernels can meet the target on this machine."""
-    hf_ms = timings["hf"].median_ms
-    target = hf_ms / speedup
-    mac_floor = macs / (rate * 1e9) * 1e3
-    best = min((k for k in timings if k != "hf"), key=lambda k: timings[k].median_ms)
-    best_ms = timings[best].median_ms
-    return {
-        "speedup": speedup, "target_ms": target, "mac_floor_ms": mac_floor,
-        "needs_fraction_of_matmul_rate": mac_floor / target,
-        "exps": exps, "exp_budget_ns": (target - mac_floor) * 1e6 / exps,
-        "sigmoid_ns": sigmoid_ns, "exp_ms_at_sigmoid_rate": exps * sigmoid_ns * 1e-6,
-        "best": best, "best_ms": best_ms, "best_speedup": hf_ms / best_ms,
-        "best_fraction_of_matmul_rate": mac_floor / best_ms, "met": best_ms <= target,
-    }
+__all__ = ["goal", "bench_inference", "bench_training", "bench_unfold_fold", "parse_args", "main"]
 
 
 def _infer(fn: Callable[[], Any]) -> Callable[[], None]:
@@ -126,8 +85,6 @@ def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
                args: argparse.Namespace) -> Callable[[], torch.Tensor]:
     """``model`` exported for ``x``'s shape (fixed batch, 256 x 256: ONNX Runtime then folds
     every shape computation into constants) and run by ONNX Runtime."""
-    from mobilevit_edu.deploy.export import export_onnx, onnx_session
-
     path = Path(tempfile.gettempdir()) / f"mobilevit_edu_bench_{size}_{os.getpid()}.onnx"
     log(f"{size} batch {len(x)}: exporting to ONNX ...")
     export_onnx(model, path, 256, dynamic_batch=False, batch=len(x))
@@ -139,7 +96,7 @@ def ort_runner(model: nn.Module, size: str, x: torch.Tensor,
 def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
                     matmul_rate: float, peak_rate: float, sigmoid_ns: float) -> dict[str, Any]:
     ours, hf = build_pair(size)
-    macs = count_flops(ours, 256).macs
+    macs = count_macs(ours, 256).macs
     exps = count_exponentials(ours, photo_batch(1))["total"]
     folded = fold_batchnorm(copy.deepcopy(ours))
     fast = optimize_for_inference(ours)
@@ -195,142 +152,6 @@ def bench_inference(size: str, batches: list[int], args: argparse.Namespace,
     return out
 
 
-# --- training --------------------------------------------------------------------------------
-class TrainStep:
-    """forward, cross-entropy, backward, AdamW: ``step()`` does one; ``first_step()`` does one and
-    returns what to compare (logits, gradients, logits after the update)."""
-
-    def __init__(self, model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                 x: torch.Tensor, y: torch.Tensor, lr: float = 1e-3) -> None:
-        self.model, self.forward, self.x, self.y = model.train(), forward, x, y
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
-
-    def step(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(self.forward(self.x), self.y).backward()
-        self.opt.step()
-
-    def first_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        self.opt.zero_grad(set_to_none=True)
-        logits = self.forward(self.x)
-        nn.functional.cross_entropy(logits, self.y).backward()
-        grads = {k: p.grad.detach().clone() for k, p in self.model.named_parameters()}
-        self.opt.step()
-        after = self.forward(self.x).detach()  # with grad on: the compiled graph is reused
-        return logits.detach(), grads, after
-
-
-def _no_dropout(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-    return model
-
-
-def hf_grads_as_ours(
-    hf: nn.Module, grads: dict[str, torch.Tensor], size: str
-) -> dict[str, torch.Tensor]:
-    """HF's gradients under our parameter names (via the checkpoint key map)."""
-    from mobilevit_edu.models.checkpoints import to_ours
-
-    sd = {k: grads.get(k, v) for k, v in hf.state_dict().items()}
-    ours = create_model(f"mobilevit_{size}")
-    params = {k for k, _ in ours.named_parameters()}
-    return {k: v for k, v in to_ours(sd, ours, "hf").items() if k in params}
-
-
-def bench_training(size: str, args: argparse.Namespace, matmul_rate: float,
-                   sigmoid_ns: float) -> dict[str, Any]:
-    """Forward + backward + AdamW at batch 16. Dropout is off (p=0) in every model so that the
-    first step can be compared with Hugging Face's: the logits to 1e-4 and all gradients to 1e-3
-    relative (``||g - g_hf|| / ||g_hf||``). The logits after the AdamW update are recorded but not
-    required to agree: the gradient of the key bias is exactly 0 in exact arithmetic (softmax
-    ignores a constant added to a row of scores), so it is float noise, and Adam's first step,
-    ``lr * g / (|g| + eps)``, scales noise up to +-lr. Then the steps are timed in turns.
-
-    The 1.5x goal is set against 3x the forward pass's MACs (forward, input gradients, weight
-    gradients; the stem's input gradient, 0.3 %, is not needed) and 2x its exponentials (PyTorch's
-    SiLU backward and the fused attention's backward evaluate them again)."""
-    ours, hf = build_pair(size)
-    macs = count_flops(ours, 256).macs
-    exps = count_exponentials(ours, photo_batch(1))["total"]
-    _no_dropout(ours)
-    _no_dropout(hf)
-    batch = args.train_batch
-    x = photo_batch(batch, seed=20)
-    xcl = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(2))
-    eager = copy.deepcopy(ours)
-    cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-    steps = {
-        "hf": TrainStep(hf, lambda t: hf(pixel_values=t).logits, x, y),
-        "ours_eager": TrainStep(eager, eager, x, y),
-        "ours_cl": TrainStep(cl, cl, xcl, y),
-    }
-    compile_info: dict[str, Any] = {"compiled": False, "error": "not requested"}
-    if args.compile and size in args.train_compile_sizes:
-        comp_model = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-        steps["ours_compiled"] = TrainStep(comp_model, torch.compile(comp_model), xcl, y)
-    first: dict[str, tuple] = {}
-    with threads(args.threads):
-        for name, st in list(steps.items()):
-            if name == "ours_compiled":
-                log(f"{size} train: compiling ...")
-            t0 = time.perf_counter()
-            try:
-                first[name] = st.first_step()
-            except Exception as err:  # noqa: BLE001  (compile failed: time the eager ones)
-                compile_info = {"compiled": False, "error": f"{type(err).__name__}: {err}"[:300]}
-                del steps[name]
-                continue
-            if name == "ours_compiled":
-                compile_info = {"compiled": True, "compile_s": time.perf_counter() - t0,
-                                "error": ""}
-    hf_logits, hf_grads, hf_after = first["hf"]
-    hf_grads = hf_grads_as_ours(hf, hf_grads, size)
-    g_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in hf_grads.values())).item()
-    equal = {}
-    for name in steps:
-        if name == "hf":
-            continue
-        logits, grads, after = first[name]
-        d_norm = torch.sqrt(sum(((grads[k].double() - g.double()) ** 2).sum()
-                                for k, g in hf_grads.items())).item()
-        equal[name] = {
-            "logits": max_diff(logits, hf_logits),  # the outputs: must agree to 1e-4
-            "grads_max_abs": max(max_diff(grads[k], g) for k, g in hf_grads.items()),
-            "grads_relative": d_norm / g_norm,  # ||g - g_hf|| / ||g_hf||: must be < 1e-3
-            # after one AdamW step, for information only: Adam's first update is
-            # lr * g / (|g| + eps), which turns float noise in near-zero gradients (e.g. the key
-            # bias's, exactly 0 in exact arithmetic) into updates of up to lr
-            "logits_after_step": max_diff(after, hf_after),
-        }
-    bad = {k: v for k, v in equal.items()
-           if not (v["logits"] < TOLERANCE and v["grads_relative"] < 1e-3)}
-    if bad:
-        log(f"{size} train: CHECK FAILED, a training step differs from HF's: {bad}")
-    log(f"{size} train: compile {compile_info}; differences vs HF {equal}")
-    res = time_interleaved({k: st.step for k, st in steps.items()}, repeats=args.train_repeats,
-                           warmup=0, num_threads=args.threads, batch=batch)
-    hf_t = res["hf"]
-    rows = {}
-    for name, t in res.items():
-        rows[name] = {**t.as_dict(), "speedup_vs_hf": hf_t.median_ms / t.median_ms,
-                      "speedup_vs_hf_cpu_time": hf_t.median_cpu_ms / t.median_cpu_ms,
-                      "max_abs_diff_vs_hf": equal.get(name, {})}
-        log(f"  {name:14s} median {t.median_ms:8.1f} ms (CPU {t.median_cpu_ms:8.1f} ms) "
-            f"x{rows[name]['speedup_vs_hf']:.2f} vs hf "
-            f"(CPU time x{rows[name]['speedup_vs_hf_cpu_time']:.2f})")
-    met = goal(1.5, res, 3 * macs * batch, 2 * exps * batch, matmul_rate, sigmoid_ns)
-    log(f"  goal 1.5x: {met['target_ms']:.0f} ms needs "
-        f"{100 * met['needs_fraction_of_matmul_rate']:.0f} % of the matmul rate; best "
-        f"{met['best']} x{met['best_speedup']:.2f}")
-    return {"batch": batch, "image_size": 256, "dropout": "off (p=0) in every model",
-            "optimizer": "AdamW(lr=1e-3, weight_decay=0.01, fused=True), the same for all",
-            "checked": "first-step logits vs HF to 1e-4 and gradients to 1e-3 relative",
-            "check_passed": not bad, "timings": rows, "compile": compile_info, "goal": met}
-
-
 # --- unfold / fold: the official five steps vs one permute ----------------------------------
 def unfold_official(x: torch.Tensor, ph: int = 2, pw: int = 2) -> torch.Tensor:
     """The official code's five-step unfold (for the comparison only)."""
@@ -346,7 +167,7 @@ def fold_official(seq: torch.Tensor, b: int, c: int, h: int, w: int, ph: int = 2
     nh, nw = h // ph, w // pw
     x = seq.reshape(b, ph * pw, nh * nw, c).transpose(1, 3)  # -> [B, C, N, P]
     x = x.reshape(b * c * nh, nw, ph, pw).transpose(1, 2)  # -> [B*C*nh, ph, nw, pw]
-    return x.reshape(b, c, h, w)
+    return x.reshape(b, c, h, w)  # -> [B, C, H, W]
 
 
 def bench_unfold_fold(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,19 +193,46 @@ def bench_unfold_fold(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- main ------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=["xxs", "xs", "s"], choices=list(HF_SIZES))
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--threads", type=int, default=1,
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a user's mistake with one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: a bad size name, a non-positive count, an output path that is
+    a folder or a missing optional dependency stop here with one line and exit status 2."""
+    p = _Parser(prog="benchmarks/latency.py", description=__doc__.splitlines()[0])
+    size = dict(type=str.lower, choices=list(HF_SIZES))
+    p.add_argument("--sizes", nargs="+", default=["xxs", "xs", "s"], **size)
+    p.add_argument("--batches", nargs="+", type=_at_least(1), default=[1, 8])
+    p.add_argument("--threads", type=_at_least(1), default=1,
                    help="intra-op threads for every model (default 1: see README)")
-    p.add_argument("--repeats", type=int, default=20, help="timed rounds at batch 1 (half at >1)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--train-batch", type=int, default=16)
-    p.add_argument("--train-repeats", type=int, default=3)
-    p.add_argument("--train-sizes", nargs="+", default=None, choices=list(HF_SIZES),
+    p.add_argument("--repeats", type=_at_least(1), default=20,
+                   help="timed rounds at batch 1 (half at >1)")
+    p.add_argument("--warmup", type=_at_least(0), default=3)
+    p.add_argument("--train-batch", type=_at_least(1), default=16)
+    p.add_argument("--train-repeats", type=_at_least(1), default=3)
+    p.add_argument("--train-sizes", nargs="+", default=None, **size,
                    help="sizes for the training step (default: --sizes)")
-    p.add_argument("--train-compile-sizes", nargs="*", default=["xs"], choices=list(HF_SIZES),
+    p.add_argument("--train-compile-sizes", nargs="*", default=["xs"], **size,
                    help="sizes whose training step is also compiled (about 5 min each here)")
     p.add_argument("--no-train", dest="train", action="store_false")
     p.add_argument("--no-compile", dest="compile", action="store_false")
@@ -397,6 +245,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.batches, args.repeats, args.train = ["xxs"], [1], 5, False
+    if args.out.is_dir():
+        p.error(f"--out {args.out} is a folder; give the path of a .json file")
+    if args.out.parent.exists() and not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: {args.out.parent} is not a folder")
+    if _missing("transformers"):
+        p.error("the comparison needs Hugging Face transformers: pip install transformers")
+    missing = _missing("onnx", "onnxscript", "onnxruntime") if args.onnx else []
+    if missing:
+        p.error(f"the ONNX Runtime candidate needs {', '.join(missing)}: "
+                "pip install 'mobilevit_edu[export]', or pass --no-onnx")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     started = time.time()
     info = machine_info()

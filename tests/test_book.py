@@ -15,8 +15,13 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mobilevit_edu import book as bk
-from mobilevit_edu.book import BookError, check_book, load_book, read_manifest
+from mobilevit_edu.book import find_root, module_map_markdown, setup, toc_markdown
+from mobilevit_edu.book.cli import main
+from mobilevit_edu.book.figures import regenerate_figures
+from mobilevit_edu.book.manifest import BookError, check_book, load_book, module_file, read_manifest
+from mobilevit_edu.book.profile import PROFILE_ENV, Profile, get_profile
+from mobilevit_edu.book.runner import run_chapters
+from mobilevit_edu.book.site import build_html
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +107,17 @@ def test_real_manifest_order_titles_budgets():
         assert isinstance(c.budget_ci, int) and not isinstance(c.budget_ci, bool) and c.budget_ci > 0
         assert all(isinstance(p, str) for p in c.paper)
         assert c.modules, f"{c.path} lists no module"
-    assert book.chapters[6].modules == ["model", "baselines", "registry", "checkpoints"]
+    assert book.chapters[6].modules == [
+        "models.mobilevit", "models.baselines", "models.registry", "models.checkpoints"
+    ]
+
+
+def test_real_manifest_modules_exist():
+    """Every `modules =` entry names a module file or package of the library."""
+    book = load_book(ROOT)
+    assert [p for p in check_book(book) if ".modules" in p] == []
+    assert module_file(ROOT, "nn.patches") == ROOT / "mobilevit_edu" / "nn" / "patches.py"
+    assert module_file(ROOT, "detection") == ROOT / "mobilevit_edu" / "detection" / "__init__.py"
 
 
 def test_real_chapter_00_passes_check():
@@ -113,7 +128,7 @@ def test_real_chapter_00_passes_check():
 
 def test_find_root_from_a_subdirectory(monkeypatch):
     monkeypatch.chdir(ROOT / "chapters")
-    assert bk.find_root() == ROOT
+    assert find_root() == ROOT
 
 
 # ---------------------------------------------------------------- manifest errors
@@ -224,13 +239,92 @@ def test_check_finds_invalid_json(tmp_path):
     assert len(problems) == 1 and problems[0].startswith("chapters/00_a.ipynb: (file): not a valid notebook")
 
 
+def test_check_modules_dotted_file_or_package(tmp_path):
+    lib = tmp_path / "mobilevit_edu"
+    (lib / "nn").mkdir(parents=True)
+    (lib / "nn" / "layers.py").write_text('"""x"""\n')
+    (lib / "detection").mkdir()
+    (lib / "detection" / "__init__.py").write_text('"""x"""\n')
+    (lib / "empty").mkdir()  # a folder without __init__.py is not a package
+    f = make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    f.write_text(f.read_text().replace(
+        "modules = []", 'modules = ["nn.layers", "detection", "nn.gone", "empty", "nn/layers.py"]'))
+    problems = check_book(load_book(tmp_path))
+    assert problems == [
+        "book.toml: chapters[0].modules: mobilevit_edu.nn.gone: neither mobilevit_edu/nn/gone.py "
+        "nor mobilevit_edu/nn/gone/__init__.py exists",
+        "book.toml: chapters[0].modules: mobilevit_edu.empty: neither mobilevit_edu/empty.py "
+        "nor mobilevit_edu/empty/__init__.py exists",
+        "book.toml: chapters[0].modules: 'nn/layers.py' is not a dotted module name like 'nn.layers'",
+    ]
+
+
 def test_cli_check_exit_codes(tmp_path, capsys):
     make_book(tmp_path, {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
-    assert bk.main(["--root", str(tmp_path), "check"]) == 0
+    assert main(["--root", str(tmp_path), "check"]) == 0
     assert "OK: 1 chapters" in capsys.readouterr().out
     (tmp_path / "chapters" / "01_extra.ipynb").write_text(json.dumps(notebook(*GOOD_CELLS)))
-    assert bk.main(["--root", str(tmp_path), "check"]) == 1
+    assert main(["--root", str(tmp_path), "check"]) == 1
     assert "01_extra.ipynb" in capsys.readouterr().out
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: ")
+    return err
+
+
+def test_cli_mistakes_answer_one_line_and_status_2(tmp_path, capsys, monkeypatch):
+    """A user's mistake (unknown chapter, no book.toml, bad profile, bad option) gets one clear
+    line on stderr and exit status 2, before any chapter runs."""
+    make_book(tmp_path / "book", {"chapters/00_a.ipynb": notebook(*GOOD_CELLS)})
+    root = str(tmp_path / "book")
+    for command in (["run", "--profile", "ci", "99"], ["figures", "nope"]):
+        assert main(["--root", root, *command]) == 2
+        err = _one_error_line(capsys)
+        assert "no chapter matches" in err and "known: 00_a" in err
+    assert not (tmp_path / "book" / "_build").exists()  # nothing ran
+    (tmp_path / "empty").mkdir()
+    assert main(["--root", str(tmp_path / "empty"), "check"]) == 2
+    assert "book.toml: not found in" in _one_error_line(capsys)
+    assert main(["--root", root, "run", "--profile", "fast"]) == 2
+    assert "invalid choice: 'fast'" in _one_error_line(capsys)
+    monkeypatch.setenv(PROFILE_ENV, "fast")
+    assert main(["--root", root, "run"]) == 2
+    assert "unknown profile 'fast'" in _one_error_line(capsys)
+    monkeypatch.delenv(PROFILE_ENV)
+    assert main(["--root", root, "run", "--timeout-scale", "0"]) == 2
+    assert "--timeout-scale must be positive" in _one_error_line(capsys)
+    assert main(["--root", root, "publish"]) == 2
+    assert "invalid choice: 'publish'" in _one_error_line(capsys)
+
+
+def test_cli_module_exit_status(tmp_path):
+    """`python -m mobilevit_edu.book`: the real process exits 2 with one line, no traceback."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mobilevit_edu.book", "--root", str(tmp_path), "check"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: book.toml: not found")
+
+
+def test_book_imports_no_matplotlib_and_plots_no_book():
+    """The book's tooling imports matplotlib only inside setup(); the plots of the paper's numbers
+    and of the report never import the book's tooling (the plotting layer sits below it)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import mobilevit_edu.book, mobilevit_edu.book.cli, mobilevit_edu.book.report\n"
+        "assert not [m for m in sys.modules if m.startswith('matplotlib')], 'book imported matplotlib'\n"
+        "for m in [m for m in sys.modules if m.startswith('mobilevit_edu.book')]: del sys.modules[m]\n"
+        "import mobilevit_edu.plots.paper, mobilevit_edu.plots.report\n"
+        "assert not [m for m in sys.modules if m.startswith('mobilevit_edu.book')], 'plots imported book'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_find_chapter_by_number_slug_path(tmp_path):
@@ -247,11 +341,11 @@ def test_find_chapter_by_number_slug_path(tmp_path):
 
 def test_toc_and_module_map_markdown():
     book = load_book(ROOT)
-    toc = bk.toc_markdown(book).splitlines()
+    toc = toc_markdown(book).splitlines()
     assert len(toc) == 2 + len(book.chapters)
     assert toc[2] == "| 00 | [How to use this book](00_how_to_use.ipynb) | — | 60 s |"
     assert "| 05 | [The MobileViT block](05_mobilevit_block.ipynb) | §3.1, Fig. 1b, Fig. 14 | 90 s |" in toc
-    modmap = bk.module_map_markdown(book)
+    modmap = module_map_markdown(book)
     assert "| `mobilevit_edu.nn.patches` | [03 Unfold and fold" in modmap
     # one row per module (a module several chapters use lists them all in its row)
     assert modmap.count("\n") == 1 + len({m for c in book.chapters for m in c.modules})
@@ -261,29 +355,29 @@ def test_toc_and_module_map_markdown():
 
 
 def test_profile_from_env_and_pick(monkeypatch):
-    monkeypatch.delenv(bk.PROFILE_ENV, raising=False)
-    full = bk.get_profile()
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    full = get_profile()
     assert full.name == "full" and full.pick(full=100, ci=3) == 100
-    monkeypatch.setenv(bk.PROFILE_ENV, "ci")
-    ci = bk.get_profile(seed=7)
+    monkeypatch.setenv(PROFILE_ENV, "ci")
+    ci = get_profile(seed=7)
     assert (ci.name, ci.seed) == ("ci", 7) and ci.pick(full=100, ci=3) == 3
     assert set(ci.budgets) == set(full.budgets) >= {"images", "steps", "repeats", "epochs"}
     assert all(ci.budgets[k] < full.budgets[k] for k in ci.budgets if full.budgets[k] > 1)
-    monkeypatch.setenv(bk.PROFILE_ENV, "fast")
+    monkeypatch.setenv(PROFILE_ENV, "fast")
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        bk.get_profile()
+        get_profile()
 
 
 def test_setup_is_reproducible_and_styles_plots(monkeypatch, capsys):
     import matplotlib as mpl
 
-    monkeypatch.setenv(bk.PROFILE_ENV, "ci")
+    monkeypatch.setenv(PROFILE_ENV, "ci")
     draws = []
     for _ in range(2):
-        p = bk.setup(seed=123)
+        p = setup(seed=123)
         draws.append((torch.randn(5), np.random.rand(3), random.random()))
         torch.randn(7), np.random.rand(2)  # advance the generators between the two calls
-    assert isinstance(p, bk.Profile) and p.name == "ci" and p.seed == 123
+    assert isinstance(p, Profile) and p.name == "ci" and p.seed == 123
     assert torch.equal(draws[0][0], draws[1][0])
     assert np.array_equal(draws[0][1], draws[1][1]) and draws[0][2] == draws[1][2]
     assert torch.are_deterministic_algorithms_enabled()
@@ -291,7 +385,7 @@ def test_setup_is_reproducible_and_styles_plots(monkeypatch, capsys):
     assert mpl.rcParams["axes.grid"] is True
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("profile=ci seed=123 torch=") and "threads=" in line
-    bk.setup(seed=124)
+    setup(seed=124)
     assert not torch.equal(torch.randn(5), draws[0][0])
 
 
@@ -309,7 +403,7 @@ def test_run_executes_writes_and_reports_errors(tmp_path, capsys):
     bad = notebook("print('before')", "1 / 0", "print('never')")
     make_book(tmp_path, {"chapters/00_ok.ipynb": ok, "chapters/01_bad.ipynb": bad, "chapters/02_gone.ipynb": None})
 
-    rc = bk.main(["--root", str(tmp_path), "run", "--profile", "ci", "--write"])
+    rc = main(["--root", str(tmp_path), "run", "--profile", "ci", "--write"])
     out = capsys.readouterr().out
     assert rc == 1
     rows = {line.split()[0]: line for line in out.splitlines() if line[:2].isdigit()}
@@ -341,7 +435,7 @@ def test_run_budgets_over_and_stopped(tmp_path):
         budgets={"chapters/00_slow.ipynb": 1, "chapters/01_stuck.ipynb": 1},
     )
     # budget = budget_ci (1 s) * 1 (ci) * timeout_scale (2) = 2 s; stopped at 2x budget = 4 s
-    results = bk.run_chapters(load_book(tmp_path), profile="ci", timeout_scale=2, progress=False)
+    results = run_chapters(load_book(tmp_path), profile="ci", timeout_scale=2, progress=False)
     assert [r.status for r in results] == ["over budget", "over budget (stopped)"]
     assert 2.3 <= results[0].seconds < 4.0 and results[0].budget == 2
     assert 4.0 <= results[1].seconds < 15  # stopped, not after 60 s
@@ -380,7 +474,7 @@ def test_html_pages_navigation_and_figures(tmp_path):
     third = notebook("#md # Third", *GOOD_CELLS)
     make_book(tmp_path, {"chapters/00_first.ipynb": first, "chapters/01_second.ipynb": None,
                          "chapters/02_third.ipynb": third})
-    index = bk.build_html(load_book(tmp_path), tmp_path / "site")
+    index = build_html(load_book(tmp_path), tmp_path / "site")
     assert index == tmp_path / "site" / "index.html"
     text = index.read_text()
     assert "<h1>Test Book</h1>" in text and "A book for tests." in text
@@ -460,12 +554,12 @@ def test_regenerate_figures_is_deterministic(tmp_path):
     (out).mkdir()
     (out / "99_stale.png").write_bytes(b"not written by any chapter")
     os.utime(out / "99_stale.png", (0, 0))  # written long ago
-    first = bk.regenerate_figures(book, profile="ci", figures=out, progress=False)
+    first = regenerate_figures(book, profile="ci", figures=out, progress=False)
     assert first.ok and first.new == ["00_walk.png"] and not first.changed
     assert first.not_written == ["99_stale.png"]  # reported, never deleted
     png = (out / "00_walk.png").read_bytes()
     assert png.startswith(b"\x89PNG")
-    second = bk.regenerate_figures(book, profile="ci", figures=out, progress=False)
+    second = regenerate_figures(book, profile="ci", figures=out, progress=False)
     assert second.unchanged == ["00_walk.png"] and not second.new and not second.changed
     assert (out / "00_walk.png").read_bytes() == png  # byte for byte
     assert "1 unchanged" in second.summary()
@@ -483,7 +577,7 @@ def test_html_links_in_markdown_outputs_point_at_pages(tmp_path):
     first = notebook(*GOOD_CELLS, "display(Markdown(...))", outputs={2: [report]})
     make_book(tmp_path, {"chapters/00_first.ipynb": first,
                          "chapters/01_second.ipynb": notebook("#md # Second", *GOOD_CELLS)})
-    bk.build_html(load_book(tmp_path), tmp_path / "site")
+    build_html(load_book(tmp_path), tmp_path / "site")
     page = (tmp_path / "site" / "00_first.html").read_text(encoding="utf-8")
     assert 'href="01_second.html"' in page and 'href="01_second.ipynb"' not in page
     assert "<table" in page  # rendered as a table, not shown as raw Markdown

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mobilevit_edu import book as bk
+from mobilevit_edu.book.manifest import Book, load_book
+from mobilevit_edu.book.site import build_html
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,9 +66,9 @@ def driver(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def real_site(tmp_path_factory) -> tuple[bk.Book, Path]:
-    book = bk.load_book(ROOT)
-    index = bk.build_html(book, tmp_path_factory.mktemp("html"))
+def real_site(tmp_path_factory) -> tuple[Book, Path]:
+    book = load_book(ROOT)
+    index = build_html(book, tmp_path_factory.mktemp("html"))
     return book, index
 
 
@@ -100,7 +101,7 @@ def synthetic_site(tmp_path_factory) -> Path:
         ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
         nbformat.write(nb, root / "chapters" / f"0{i}_{slug}.ipynb")
     (root / "book.toml").write_text(toml, encoding="utf-8")
-    return bk.build_html(bk.load_book(root), root / "_build" / "html")
+    return build_html(load_book(root), root / "_build" / "html")
 
 
 def _open(driver, page: Path) -> None:

@@ -19,8 +19,8 @@ from transformers import MobileViTForImageClassification  # noqa: E402
 from conftest import calibrate_random_batchnorm  # noqa: E402
 from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.models.checkpoints import (  # noqa: E402
-    CheckpointError, detect_layout, from_ours, load_checkpoint, official_preprocess,
-    read_state_dict, save_checkpoint, to_ours,
+    LAYOUTS, CheckpointError, detect_layout, from_ours, load_checkpoint, official_preprocess,
+    read_checkpoint_file, read_state_dict, save_checkpoint, to_ours,
 )
 
 HF_SIZES = {  # transformers' convert_mlcvnets_to_pytorch.py, get_mobilevit_config
@@ -177,8 +177,76 @@ def test_unsafe_pickles_are_refused(tmp_path):
     torch.save({"w": torch.zeros(1), "obj": np.dtype("float32").__class__}, path)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         read_state_dict(path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="nope.pt: no such file"):  # was FileNotFoundError
         read_state_dict(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_state_dict_without_num_batches_tracked_loads(layout, tmp_path):
+    # PyTorch, timm and Hugging Face load a state dict without BatchNorm's step counters
+    torch.manual_seed(0)
+    source = create_model("mobilevit_xxs").eval()
+    with torch.no_grad():
+        for m in source.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.num_batches_tracked.fill_(7)
+    full = from_ours(source, layout)
+    sd = {k: v for k, v in full.items() if not k.endswith("num_batches_tracked")}
+    assert len(full) - len(sd) == sum(isinstance(m, nn.BatchNorm2d) for m in source.modules())
+    for given in (layout, None):  # named, and detected from the keys
+        model = load_checkpoint(create_model("mobilevit_xxs"), sd, given)
+        for key, value in source.state_dict().items():
+            if not key.endswith("num_batches_tracked"):
+                assert torch.equal(model.state_dict()[key], value), key
+    path = save_checkpoint(sd, tmp_path / f"{layout}.safetensors")  # and through a file
+    model = load_checkpoint(create_model("mobilevit_xxs").eval(), path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+
+
+def _damage(path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "half":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "text":
+        path.write_text("not a checkpoint\n")
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+@pytest.mark.parametrize("how", ["half", "random", "empty", "text", "missing"])
+def test_unreadable_files_raise_checkpoint_error_naming_the_file(tmp_path, suffix, how):
+    model = create_model("mobilevit_xxs")
+    path = save_checkpoint(model.state_dict(), tmp_path / f"model{suffix}")
+    assert set(read_checkpoint_file(path)) == set(model.state_dict())  # the intact file reads
+    _damage(path, how)
+    for read in (read_checkpoint_file, read_state_dict, lambda p: load_checkpoint(model, p)):
+        with pytest.raises(CheckpointError) as err:
+            read(path)
+        message = str(err.value)
+        assert str(path) in message and "Fix:" in message
+        assert "\n" not in message  # one line, not a traceback's worth
+
+
+def test_read_checkpoint_file_keeps_a_training_checkpoint_whole(tmp_path):
+    model = create_model("mobilevit_xxs")
+    ckpt = {"model": model.state_dict(), "epoch": 3, "history": [{"loss": 1.5}]}
+    loaded = read_checkpoint_file(save_checkpoint(ckpt, tmp_path / "last.pt"))
+    assert loaded["epoch"] == 3 and loaded["history"] == [{"loss": 1.5}]
+    assert set(read_state_dict(tmp_path / "last.pt")) == set(model.state_dict())  # unwrapped
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="holds a list, not a dict"):
+        read_checkpoint_file(tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="a folder, not a file"):
+        read_checkpoint_file(tmp_path)
 
 
 def test_official_preprocess_gives_bgr_in_unit_range():

@@ -282,7 +282,7 @@ def test_plots_save_figures(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilevit_edu.data import plot_augmentations, plot_shapes_gallery
+    from mobilevit_edu.plots.data import plot_augmentations, plot_shapes_gallery
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     fig = plot_shapes_gallery(ShapesDataset(4, "same_colour"), n=4, size=32, name="t_gallery")
@@ -290,4 +290,58 @@ def test_plots_save_figures(tmp_path, monkeypatch):
     fig2 = plot_augmentations(torch.rand(3, 40, 40), train_transform(24), n=3, name="t_aug")
     assert len(fig2.axes) == 4 and fig2.axes[1].images[0].get_array().shape == (24, 24, 3)
     assert (tmp_path / "t_gallery.png").exists() and (tmp_path / "t_aug.png").exists()
+    plot_shapes_gallery(ShapesDataset(2, "shape"), n=2, size=16)  # no name: nothing is written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t_aug.png", "t_gallery.png"]
     plt.close("all")
+
+
+# --- the public helpers other loaders share; photographs; the layer rule ------------------------
+
+
+def test_parse_key_and_resize_image_are_public_and_shared():
+    from mobilevit_edu.data.shapes import parse_key
+    from mobilevit_edu.data.transforms import resize_image
+
+    assert parse_key(3, (64, 48), 10) == ((64, 48), 3)
+    assert parse_key((32, 40, 2), (64, 48), 10) == ((32, 40), 2)
+    assert parse_key(-1, (8, 8), 10) == ((8, 8), 9)
+    with pytest.raises(IndexError, match="out of range"):
+        parse_key(10, (8, 8), 10)
+    with pytest.raises(TypeError, match=r"\(h, w, i\)"):
+        parse_key((1, 2), (8, 8), 10)
+    img = torch.rand(3, 20, 30)
+    assert resize_image(img, (20, 30)) is img  # already that size: untouched
+    assert resize_image(img, (10, 12)).shape == (3, 10, 12)
+    assert resize_image(torch.rand(1, 8, 8), (4, 4)).shape == (1, 4, 4)  # any channel count
+
+
+def test_package_re_exports_the_submodules_names():
+    import mobilevit_edu.data as data
+    from mobilevit_edu.data import readers, shapes, transforms
+
+    for module in (shapes, transforms, readers):
+        for name in module.__all__:
+            if name != "Size":
+                assert getattr(data, name) is getattr(module, name), name
+    assert data.load_rgb is readers.load_rgb
+
+
+def test_photo_batch_is_a_deterministic_batch_of_real_crops():
+    from mobilevit_edu.data.photos import photo_batch, sample_photo, sample_photo_path
+
+    a, b = photo_batch(3, 64, seed=1), photo_batch(3, 64, seed=1)
+    assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
+    assert 0.0 <= a.min() and a.max() <= 1.0 and a.std() > 0.05
+    assert not torch.equal(a[0], a[1])  # different crops
+    assert sample_photo(32).shape == (3, 32, 32) and sample_photo_path().suffix == ".jpg"
+
+
+def test_the_data_layer_never_imports_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys, mobilevit_edu.data, mobilevit_edu.data.sampler, mobilevit_edu.data.photos; "
+            "mobilevit_edu.data.photos.sample_photo(16); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,11 +1,15 @@
 """SSDLite on MobileViT (mobilevit_edu.detection): parameter counts against the paper's Table 1,
 anchors, box encoding, IoU, matching, hard-negative mining, the loss, NMS against brute force,
-the COCO evaluator, the COCO JSON loader on files written here, and a tiny training run."""
+the COCO evaluator, the COCO JSON loader on files written here, a tiny training run through the
+one training loop (metrics, checkpoint, resume), the package's import layering, and the figures
+(mobilevit_edu.plots.detection)."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,11 +21,11 @@ from mobilevit_edu.detection import (
     ShapesDetection, batched_nms, box_iou, check_boxes, coco_detections, coco_evaluate,
     coco_ground_truth, create_ssdlite, cxcywh_to_xyxy, decode_boxes, detection_collate,
     encode_boxes, encode_targets, evaluate_detector, hard_negative_mining, hflip_boxes,
-    match_anchors, nms, plot_anchors, plot_detections, plot_detector_training, postprocess,
-    ssd_anchors, ssd_feature_sizes, ssd_loss, ssdlite_param_table, train_detector,
-    xyxy_to_cxcywh,
+    match_anchors, nms, postprocess, ssd_anchors, ssd_feature_sizes, ssd_loss,
+    ssdlite_param_table, train_detector, xyxy_to_cxcywh,
 )
 from mobilevit_edu.models.mobilevit import CONFIGS, MobileViT
+from mobilevit_edu.plots.detection import plot_anchors, plot_detections, plot_detector_training
 from mobilevit_edu.train import TrainConfig
 
 
@@ -409,7 +413,7 @@ def test_coco_loader_errors(tmp_path):
 
 def test_shapes_adapter_and_flip():
     ds = ShapesDetection(4, image_size=160, seed=0)
-    from mobilevit_edu.data import ShapesDataset
+    from mobilevit_edu.data.shapes import ShapesDataset
 
     ref = ShapesDataset(4, task="shape", image_size=160, seed=0).render(2)
     s = ds[2]
@@ -455,6 +459,81 @@ def test_encode_targets_batch():
         assert (box_iou(decoded, s.boxes).max(1).values > 0.999).all()
 
 
+def test_train_detector_writes_metrics_and_checkpoint_and_resumes(tmp_path):
+    """out_dir gets metrics.csv/json and last.pt (through the one loop); resuming from the
+    checkpoint of epoch 2 reproduces a straight 3-epoch run exactly (flips included: they come
+    from the global RNG, which the checkpoint saves)."""
+    ds = ShapesDetection(4, image_size=160, seed=0)
+    val = ShapesDetection(2, image_size=160, seed=1)
+
+    def config(epochs: int, out_dir=None) -> TrainConfig:
+        # a constant learning rate, so that the schedule does not depend on `epochs`
+        return TrainConfig(epochs=epochs, batch_size=4, lr=0.002, warmup_lr=0.002, min_lr=0.002,
+                           warmup_iters=0, ema_momentum=None, verbose=False, progress=False,
+                           seed=0, device="cpu", val_batch_size=2, checkpoint_every=1,
+                           out_dir=None if out_dir is None else str(out_dir))
+
+    def fresh() -> SSDLite:
+        torch.manual_seed(0)
+        return create_ssdlite("xxs", num_classes=6, image_size=160)
+
+    straight = fresh()
+    full = train_detector(straight, ds, config(3))
+
+    first = fresh()
+    run = tmp_path / "run"
+    hist = train_detector(first, ds, config(2, run), val_data=val)
+    for name in ("metrics.csv", "metrics.json", "last.pt"):
+        assert (run / name).is_file(), name
+    rows = json.loads((run / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"loss", "loc_loss", "cls_loss", "mAP", "AP50", "AP75", "lr", "seconds", "iteration"} \
+        <= set(rows[-1])
+    assert not any(k.startswith("ema_") for k in rows[-1])  # the EMA model is not scored
+    assert 0.0 <= hist[-1]["mAP"] <= 1.0 and len(hist.steps) == 2
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,loss,loc_loss")
+
+    resumed = fresh()
+    hist2 = train_detector(resumed, ds, config(3), resume=run / "last.pt")
+    assert [r["epoch"] for r in hist2] == [1, 2, 3] and hist2[-1]["iteration"] == 3
+    assert [s["iteration"] for s in hist2.steps] == [1, 2, 3]
+    assert hist2[-1]["loss"] == full[-1]["loss"]
+    assert [s["loss"] for s in hist2.steps] == [s["loss"] for s in full.steps]
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_train_detector_log_format_and_device_argument(tmp_path):
+    ds = ShapesDetection(2, image_size=160, seed=0)
+    torch.manual_seed(0)
+    model = create_ssdlite("xxs", num_classes=6, image_size=160)
+    config = TrainConfig(epochs=1, batch_size=2, ema_momentum=None, verbose=False,
+                         progress=False, out_dir=str(tmp_path), log_format="csv")
+    hist = train_detector(model, ds, config, device="cpu")
+    assert (tmp_path / "metrics.csv").is_file() and not (tmp_path / "metrics.json").exists()
+    assert set(hist.steps[0]) == {"iteration", "lr", "loss", "loc_loss", "cls_loss"}
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_network_modules_do_not_import_training_or_matplotlib():
+    """Layering: building or evaluating a detector never imports the training loop or
+    matplotlib; only ``detection.train`` imports ``mobilevit_edu.train``."""
+    code = (
+        "import sys\n"
+        "import mobilevit_edu.detection.ssdlite\n"
+        "import mobilevit_edu.detection\n"
+        "from mobilevit_edu.detection import create_ssdlite, evaluate_detector, ssd_loss\n"
+        "bad = [m for m in sys.modules if m == 'mobilevit_edu.train' or m.startswith("
+        "('mobilevit_edu.train.', 'matplotlib'))]\n"
+        "assert not bad, bad\n"
+        "from mobilevit_edu.detection import train_detector\n"
+        "assert 'mobilevit_edu.train.loop' in sys.modules\n"
+        "assert not [m for m in sys.modules if m.startswith('matplotlib')]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 # --- figures ------------------------------------------------------------------------------------
 
 
@@ -474,3 +553,9 @@ def test_plots_write_files(figures_in_tmp):
     assert (figures_in_tmp / "t_train.png").exists()
     with pytest.raises(ValueError, match="one Detections per image"):
         plot_detections([s[0].image], [], name="t_bad")
+    # without name= nothing is written
+    before = sorted(p.name for p in figures_in_tmp.iterdir())
+    plot_anchors(s[0].image, s[0].boxes)
+    plot_detections([x.image for x in s], dets)
+    plot_detector_training(h)
+    assert sorted(p.name for p in figures_in_tmp.iterdir()) == before

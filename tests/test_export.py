@@ -20,12 +20,15 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.deploy.export import (  # noqa: E402
-    EXPORT_HINT, CoreMLResult, OnnxModel, RuntimeLatency, check_onnx, compare_runtimes,
-    coreml_convert, export_onnx, onnx_op_counts, onnx_session, ort_category, ort_op_times,
-    plot_runtime_latency, plot_time_split, size_multiple, time_unfold_fold,
+from mobilevit_edu.data.photos import photo_batch  # noqa: E402
+from mobilevit_edu.deploy.coreml import CoreMLResult, coreml_convert  # noqa: E402
+from mobilevit_edu.deploy.export import EXPORT_HINT, export_onnx, onnx_op_counts, size_multiple  # noqa: E402
+from mobilevit_edu.deploy.onnx_runtime import (  # noqa: E402
+    OnnxModel, check_onnx, onnx_session, ort_category, ort_op_times,
 )
-from mobilevit_edu.measure.latency import calibrate_batchnorm, photo_batch  # noqa: E402
+from mobilevit_edu.deploy.runtimes import RuntimeLatency, compare_runtimes, time_unfold_fold  # noqa: E402
+from mobilevit_edu.models.batchnorm import calibrate_batchnorm  # noqa: E402
+from mobilevit_edu.plots.deployment import plot_runtime_latency, plot_time_split  # noqa: E402
 
 TOL = 1e-4
 
@@ -43,7 +46,7 @@ def one_thread():
 def xxs():
     """MobileViT-XXS with BatchNorm statistics from real image crops (no denormal activations)."""
     torch.manual_seed(0)
-    return calibrate_batchnorm(create_model("mobilevit_xxs"), photo_batch(4, 128, seed=1), steps=2)
+    return calibrate_batchnorm(create_model("mobilevit_xxs"), photo_batch(4, 128, seed=1), passes=2)
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +222,9 @@ def test_compare_runtimes_times_every_runtime_it_can(tmp_path, figures_in_tmp):
                            "b": {"conv": 1.0, "unfold / fold": 0.5}}, name="test_time_split")
     assert len(fig.axes[0].patches) == 4
     assert (figures_in_tmp / "test_time_split.png").exists()
+    plot_time_split({"a": {"conv": 1.0}})  # no name: nothing is written
+    assert sorted(p.name for p in figures_in_tmp.glob("*.png")) == ["test_runtime_latency.png",
+                                                                     "test_time_split.png"]
 
 
 def test_fixed_batch_export_takes_exactly_that_batch(tmp_path):
@@ -254,6 +260,21 @@ def test_coreml_convert_returns_a_model_or_one_line_reason():
         assert ("macOS" in " ".join(result.notes)) == (not result.can_predict)
     bad = coreml_convert(DataDependent(), 64)
     assert not bad.ok and bad.reason and "\n" not in bad.reason
+
+
+def test_deploy_modules_share_public_helpers_only():
+    import ast
+    from pathlib import Path
+
+    from mobilevit_edu import deploy
+
+    for path in Path(deploy.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mobilevit_edu"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports private {private} from {node.module}"
+        assert len(path.read_text().splitlines()) < 400, path.name
 
 
 def test_coreml_convert_without_coremltools(monkeypatch):

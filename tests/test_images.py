@@ -58,7 +58,7 @@ def test_readme_shows_figures_from_the_book():
 
 def figure_names_in_code() -> set[str]:
     names: set[str] = set()
-    for path in sorted((ROOT / "mobilevit_edu").glob("*.py")):
+    for path in sorted((ROOT / "mobilevit_edu").rglob("*.py")):
         names |= set(NAME_RE.findall(path.read_text(encoding="utf-8")))
     for path in CHAPTERS:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import mobilevit_edu
-from mobilevit_edu import book as bk
+from mobilevit_edu.book import load_book
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 60
@@ -108,7 +108,7 @@ def test_contents_api_lists_the_chapters(server):
     status, listing = server.request("GET", "/api/contents/chapters?content=1")
     assert status == 200 and listing["type"] == "directory"
     names = {item["name"] for item in listing["content"]}
-    book = bk.load_book(ROOT)
+    book = load_book(ROOT)
     present = {Path(c.path).name for c in book.chapters if book.notebook(c).is_file()}
     assert "00_how_to_use.ipynb" in present
     assert present <= names

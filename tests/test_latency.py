@@ -1,6 +1,7 @@
-"""The timing harness and the inference optimisations. Never asserts a timing: only that the
-harness measures what it says (samples, statistics, threads) and that the optimised models
-compute the same function as the originals (to 1e-4)."""
+"""The timing harness (measure.latency, measure.operators) and the inference optimisations
+(deploy.inference). Never asserts a timing: only that the harness measures what it says
+(samples, statistics, threads) and that the optimised models compute the same function as the
+originals (to 1e-4)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from torch import nn  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.nn.attention import MultiHeadSelfAttention  # noqa: E402
-from mobilevit_edu.measure.latency import (  # noqa: E402
-    Timing, calibrate_batchnorm, compile_model, count_exponentials, exp_ns, fold_batchnorm,
-    machine_info, matmul_gmacs, optimize_for_inference, plot_latency_vs_macs, reuse_freed_memory, threads, time_callable,
-    time_forward, time_interleaved, time_train_step,
+from mobilevit_edu.deploy.inference import (  # noqa: E402
+    compile_model, fold_batchnorm, fold_conv_bn, optimize_for_inference, reuse_freed_memory,
 )
+from mobilevit_edu.measure.latency import (  # noqa: E402
+    Timing, exp_ns, machine_info, matmul_gmacs, threads, time_callable, time_forward,
+    time_interleaved, time_train_step,
+)
+from mobilevit_edu.measure.operators import count_exponentials, op_category, time_by_operator  # noqa: E402
+from mobilevit_edu.models.batchnorm import calibrate_batchnorm  # noqa: E402
+from mobilevit_edu.plots.cost import plot_latency_vs_macs, plot_time_vs_macs_share  # noqa: E402
 
 
 def test_time_callable_returns_n_samples_with_consistent_statistics():
@@ -128,7 +134,7 @@ def test_count_exponentials_of_mobilevit_match_the_formula():
 def _realistic(name: str, **kw) -> nn.Module:
     torch.manual_seed(0)
     model = create_model(name, **kw)
-    return calibrate_batchnorm(model, torch.rand(4, 3, 64, 64), steps=2)
+    return calibrate_batchnorm(model, torch.rand(4, 3, 64, 64), passes=2)
 
 
 @pytest.mark.parametrize("name", ["mobilevit_xxs", "mobilenetv2_050"])
@@ -184,15 +190,38 @@ def test_plot_latency_vs_macs(tmp_path, monkeypatch):
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_latency_vs_macs([])
+    plt.close(plot_latency_vs_macs(pts))  # no name: nothing is written
+    fig = plot_time_vs_macs_share({"conv": 3.0, "attention": 1.0, "total": 4.0},
+                                  {"conv": 2.0, "copy / layout": 2.0}, name="t_share")
+    assert len(fig.axes[0].patches) == 3
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t_lat.png", "t_share.png"]
 
 
-def test_photo_batch_is_a_deterministic_batch_of_real_crops():
-    from mobilevit_edu.measure.latency import photo_batch
+def test_fold_conv_bn_is_exact_for_one_pair():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 5, 3, padding=1, bias=True), nn.BatchNorm2d(5)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+    fused = fold_conv_bn(conv, bn)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert (fused(x) - bn(conv(x))).abs().max().item() < 1e-5
+    assert fused is not conv and fused.bias is not None
 
-    a, b = photo_batch(3, 64, seed=1), photo_batch(3, 64, seed=1)
-    assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
-    assert 0.0 <= a.min() and a.max() <= 1.0 and a.std() > 0.05
-    assert not torch.equal(a[0], a[1])  # different crops
+
+def test_time_by_operator_splits_a_pass_into_categories():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.SiLU()).eval()
+    split = time_by_operator(model, torch.rand(1, 3, 16, 16), repeats=2, warmup=0, num_threads=1)
+    assert {"conv", "activation", "total"} <= set(split)
+    assert split["total"] == pytest.approx(sum(v for k, v in split.items() if k != "total"))
+    assert op_category("convolution") == "conv" and op_category("nothing_known") == "other"
+    with pytest.raises(ValueError, match="clock"):
+        time_by_operator(model, torch.rand(1, 3, 16, 16), clock="gpu")
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 8, 8), (1, 5, 7, 9)])

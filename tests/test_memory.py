@@ -12,9 +12,8 @@ from torch import nn  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.book import paper  # noqa: E402
-from mobilevit_edu.measure.memory import (  # noqa: E402
-    memory_per_output_stride, memory_table, peak_memory, plot_memory_per_os,
-)
+from mobilevit_edu.measure.memory import memory_per_output_stride, memory_table, peak_memory  # noqa: E402
+from mobilevit_edu.plots.cost import plot_memory_per_os  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +81,7 @@ def test_memory_table_and_plot(tmp_path, monkeypatch, xs_rows):
     assert (tmp_path / "t_mem.png").exists()
     assert len(fig.axes[0].patches) == 5
     plt.close(fig)
+    plt.close(plot_memory_per_os({"XS": xs_rows}))  # no name: nothing is written
+    assert [p.name for p in tmp_path.iterdir()] == ["t_mem.png"]
+    with pytest.raises(ValueError, match="input_size"):
+        memory_per_output_stride(create_model("mobilevit_xxs"), (1, 3, 64, 64))

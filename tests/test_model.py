@@ -1,4 +1,9 @@
-"""The network: architecture facts (parameter counts), shapes, output strides, errors."""
+"""The network: architecture facts (parameter counts), shapes, output strides, errors, and the
+feature contract every registered model follows."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,7 +47,7 @@ def test_unknown_model_lists_known_names():
 def test_any_input_of_32px_or_more(size):
     m = create_model("mobilevit_xxs", num_classes=7).eval()
     with torch.no_grad():
-        feats = m.forward_features(torch.randn(1, 3, *size))
+        feats = m.forward_intermediates(torch.randn(1, 3, *size))
         logits = m(torch.randn(2, 3, *size))
     assert logits.shape == (2, 7)
     for f, info in zip(feats, m.feature_info):
@@ -54,7 +59,7 @@ def test_any_input_of_32px_or_more(size):
 def test_output_stride_by_dilation(os_, expected):
     m = create_model("mobilevit_xs", output_stride=os_).eval()
     with torch.no_grad():
-        feats = m.forward_features(torch.randn(1, 3, 256, 256))
+        feats = m.forward_intermediates(torch.randn(1, 3, 256, 256))
     assert [256 // f.shape[-1] for f in feats] == expected
     assert [i["stride"] for i in m.feature_info] == expected
     # dilation does not change the number of parameters
@@ -146,3 +151,40 @@ def test_seed_fixes_the_result():
         m.train()
         return m(torch.randn(2, 3, 64, 64))
     assert torch.equal(run(), run())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_follows_the_feature_contract(name):
+    """forward_intermediates gives one [B, C, H/s, W/s] map per feature_info entry, in order of
+    depth; forward == forward_head(forward_features); a CNN's features are its last stage."""
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=5).eval()
+    info = m.feature_info
+    assert info and all(set(i) == {"name", "channels", "stride"} for i in info)
+    modules = dict(m.named_modules())
+    assert all(i["name"] in modules for i in info)  # every stage names a real module
+    strides = [i["stride"] for i in info]
+    assert strides == sorted(strides)
+    for h, w in [(64, 64), (48, 80)]:  # 48 x 80: not a multiple of 32, sides round up
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            maps = m.forward_intermediates(x)
+            feats = m.forward_features(x)
+            logits = m(x)
+            via_head = m.forward_head(feats)
+        assert isinstance(feats, torch.Tensor) and logits.shape == (2, 5)
+        assert [tuple(f.shape) for f in maps] == [
+            (2, i["channels"], -(-h // i["stride"]), -(-w // i["stride"])) for i in info]
+        assert torch.allclose(via_head, logits, rtol=0, atol=1e-6)
+        if feats.dim() == 4:  # a CNN: the last map before pooling is the last stage's output
+            assert torch.equal(feats, maps[-1])
+
+
+def test_the_network_does_not_import_matplotlib():
+    code = ("import sys, mobilevit_edu.models.registry, mobilevit_edu.models.checkpoints; "
+            "sys.exit(any(m.startswith('matplotlib') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    package = Path(__file__).resolve().parents[1] / "mobilevit_edu"
+    for folder in ("nn", "models"):
+        for path in (package / folder).glob("*.py"):
+            assert "matplotlib" not in path.read_text(), path

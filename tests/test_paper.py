@@ -197,7 +197,7 @@ def test_sampler_facts_exact():
         assert paper.SAMPLER_BATCH_V01[r] % paper.SAMPLER_N_GPUS == 0
 
 
-# --- paper_plots: the figures of the paper's numbers ---------------------------------------------
+# --- plots.paper: the figures of the paper's numbers ---------------------------------------------
 def _texts(ax) -> list[str]:
     return [t.get_text() for t in ax.texts]
 
@@ -211,7 +211,9 @@ def test_plot_cnn_comparison_draws_and_saves_every_row(tmp_path, monkeypatch):
     from mobilevit_edu.plots.paper import plot_cnn_comparison
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
-    fig = plot_cnn_comparison("cnns_test")
+    plt.close(plot_cnn_comparison(paper.TABLES["fig8b"], paper.TABLES["fig8c"]))
+    assert not list(tmp_path.glob("*.png"))  # saved only when given a name
+    fig = plot_cnn_comparison(paper.TABLES["fig8b"], paper.TABLES["fig8c"], name="cnns_test")
     try:
         assert (tmp_path / "cnns_test.png").stat().st_size > 10_000
         ax8b, ax8c = fig.axes
@@ -233,7 +235,7 @@ def test_plot_vit_comparison_marks_augmentation(tmp_path, monkeypatch):
     from mobilevit_edu.plots.paper import plot_vit_comparison
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
-    fig = plot_vit_comparison("vits_test")
+    fig = plot_vit_comparison(paper.TABLES["fig9b"], name="vits_test")
     try:
         assert (tmp_path / "vits_test.png").exists()
         (ax,) = fig.axes

@@ -61,7 +61,7 @@ def test_resize_path_for_odd_sizes():
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         unfold(torch.randn(3, 8, 8), 2)
-    with pytest.raises(ValueError, match="patch size must be >= 1"):
+    with pytest.raises(ValueError, match="patch size must be positive"):
         unfold(torch.randn(1, 1, 8, 8), 0)
     with pytest.raises(ValueError, match="not divisible"):
         unfold_einops(torch.randn(1, 1, 7, 8), 2)

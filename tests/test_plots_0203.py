@@ -10,9 +10,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from mobilevit_edu.nn.layers import plot_receptive_windows  # noqa: E402
-from mobilevit_edu.nn.mv2 import plot_param_breakdown  # noqa: E402
-from mobilevit_edu.nn.patches import plot_gradient_maps, plot_patch_sequences  # noqa: E402
+from mobilevit_edu.plots.blocks import plot_param_breakdown, plot_patch_sequences  # noqa: E402
+from mobilevit_edu.plots.receptive_fields import (  # noqa: E402
+    plot_gradient_maps, plot_receptive_windows,
+)
 
 
 pytestmark = pytest.mark.usefixtures("figures_in_tmp")
@@ -91,3 +92,11 @@ def test_gradient_maps_count_nonzero_pixels(figures_in_tmp):
     assert int(shown.mask.sum()) == 64 - 9  # zeros are masked (drawn white)
     with pytest.raises(ValueError):
         plot_gradient_maps(photo, {"wrong": torch.zeros(4, 4)}, (0, 0))
+
+
+def test_nothing_is_saved_without_a_name(figures_in_tmp):
+    plot_receptive_windows(_photo(), {"one conv": (9, 9, 11, 11)}, zoom=4)
+    plot_param_breakdown({"a": {"x": 1}})
+    plot_patch_sequences(_photo(16), 2, crop=(4, 6, 4))
+    plot_gradient_maps(_photo(8), {"a": torch.rand(8, 8)}, (3, 4))
+    assert list(figures_in_tmp.iterdir()) == []

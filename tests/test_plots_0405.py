@@ -1,4 +1,4 @@
-"""The plotting functions of chapters 04 and 05 (attention, transformer, block modules).
+"""The plotting functions of chapters 04 and 05 (attention, transformer, block figures).
 
 Each test draws into a temporary figures folder and checks what the figure must contain, plus the
 input validation. nbval never compares images, so these tests are what guards the figures.
@@ -13,9 +13,10 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mobilevit_edu.nn.attention import plot_attention_cost, plot_attention_maps  # noqa: E402
-from mobilevit_edu.nn.block import plot_block_shapes, plot_influence_maps  # noqa: E402
-from mobilevit_edu.nn.transformer import plot_layer_params  # noqa: E402
+from mobilevit_edu.plots.blocks import (  # noqa: E402
+    plot_attention_cost, plot_attention_maps, plot_block_shapes, plot_layer_params,
+)
+from mobilevit_edu.plots.receptive_fields import plot_influence_maps  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("figures_in_tmp")
@@ -98,3 +99,15 @@ def test_influence_maps_counts_changed_pixels(figures_in_tmp):
     assert titles == ["local\n9 of 64 pixels changed", "full\n64 of 64 pixels changed"]
     with pytest.raises(ValueError):
         plot_influence_maps([torch.zeros(4, 4)], ["nothing"], (0, 0))
+
+
+def test_nothing_is_saved_without_a_name(figures_in_tmp):
+    grid = torch.full((2, 2), 0.25)
+    plot_attention_maps(torch.rand(3, 8, 8), [[grid]], [(0, 0)], ["t"])
+    plot_attention_cost([128, 256], {"a": [1.0, 4.0]})
+    plot_layer_params({"2d": {"qkv": 3}})
+    plot_block_shapes([("input", "x", "[1]")])
+    plot_influence_maps([torch.rand(4, 4)], ["a"], (0, 0))
+    assert list(figures_in_tmp.iterdir()) == []
+    with pytest.raises(TypeError):  # name is keyword-only everywhere
+        plot_layer_params({"2d": {"qkv": 3}}, "positional_name")

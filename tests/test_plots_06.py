@@ -11,8 +11,9 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from mobilevit_edu import create_model  # noqa: E402
-from mobilevit_edu.models.mobilevit import (  # noqa: E402
-    architecture_table, plot_architecture, plot_param_distribution, plot_preprocessing,
+from mobilevit_edu.models.mobilevit import architecture_table  # noqa: E402
+from mobilevit_edu.plots.network import (  # noqa: E402
+    plot_architecture, plot_param_distribution, plot_preprocessing,
 )
 
 
@@ -95,3 +96,11 @@ def test_preprocessing_shows_the_bgr_tensor_as_rgb_and_flipped_back(figures_in_t
     assert (box.get_x(), box.get_y(), box.get_width()) == (4.5, 9.5, 20)
     with pytest.raises(ValueError):
         plot_preprocessing(torch.zeros(1, 4, 4), bgr)
+
+
+def test_nothing_is_saved_without_a_name(figures_in_tmp):
+    sides = [128, 128, 64, 32, 16, 8, 8]
+    plot_architecture({"A": _rows([16, 16, 24, 48, 64, 80, 320], sides)})
+    plot_param_distribution({"a": {"stem": {"conv": 4}}})
+    plot_preprocessing(torch.rand(3, 20, 20), torch.rand(3, 10, 10))
+    assert list(figures_in_tmp.iterdir()) == []

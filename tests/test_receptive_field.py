@@ -18,16 +18,19 @@ from mobilevit_edu.measure.receptive_field import (  # noqa: E402
     effective_receptive_field,
     format_rf_table,
     input_gradient_map,
+    receptive_field_table,
+    stage_features,
+    stage_indices,
+    stage_rows,
+    summarize_erf,
+)
+from mobilevit_edu.models.batchnorm import calibrate_batchnorm  # noqa: E402
+from mobilevit_edu.plots.receptive_fields import (  # noqa: E402
     plot_erf_grid,
     plot_erf_overlay,
     plot_rf_growth,
     plot_support_maps,
-    receptive_field_table,
-    stage_features,
-    stage_rows,
-    summarize_erf,
 )
-from mobilevit_edu.train import calibrate_batchnorm  # noqa: E402
 
 
 def _convs(*specs: tuple[int, int, int]) -> nn.Sequential:
@@ -199,6 +202,30 @@ def test_effective_receptive_field_of_networks(name, kwargs, size, keys):
         assert erfs["OS 8"].support < 1.0
 
 
+def test_stage_indices_pick_strides_or_depths():
+    info = lambda strides: [{"name": f"s{i}", "channels": 8, "stride": s}  # noqa: E731
+                            for i, s in enumerate(strides)]
+    assert stage_indices(info([2, 4, 8, 16, 32])) == {"OS 8": 2, "OS 16": 3, "OS 32": 4}
+    assert stage_indices(info([2, 4, 8, 16, 16])) == {"OS 8": 2, "OS 16": 4}  # dilated: the last
+    assert stage_indices(info([16] * 12)) == {
+        "L 4/12 (stride 16)": 3, "L 8/12 (stride 16)": 7, "L 12/12 (stride 16)": 11}
+    with pytest.raises(ValueError):
+        stage_indices([])
+
+
+def test_stage_features_are_entries_of_forward_intermediates():
+    for name, kw, size in [("mobilenetv2_035", {}, 64),
+                           ("vit_tiny", {"image_size": 32, "patch_size": 8, "depth": 3,
+                                         "embed_dim": 24}, 32)]:
+        model = create_model(name, num_classes=3, **kw).eval()
+        x = torch.rand(1, 3, size, size)
+        with torch.no_grad():
+            maps = model.forward_intermediates(x)
+            feats = stage_features(model, x)
+        picked = stage_indices(model.feature_info)
+        assert all(torch.equal(feats[label], maps[i]) for label, i in picked.items())
+
+
 def test_stage_features_dilated_mobilevit():
     model = create_model("mobilevit_xxs", output_stride=16).eval()
     feats = stage_features(model, torch.rand(1, 3, 64, 64))
@@ -237,6 +264,15 @@ def test_plots_write_files(figures_tmp):
     assert _png(figures_tmp / "t_grid.png") and len(fig.axes) == 4
     plot_erf_overlay(torch.rand(3, 8, 8), {"a": e1, "b": e2}, name="t_overlay")
     assert _png(figures_tmp / "t_overlay.png")
+
+
+def test_plots_save_only_when_named(figures_tmp):
+    e = summarize_erf(torch.rand(8, 8))
+    plot_support_maps([torch.rand(8, 8)], ["a"])
+    plot_rf_growth({"convs": receptive_field_table(_convs((3, 1, 1)))}, 8)
+    plot_erf_grid({"m": {"OS 8": e}})
+    plot_erf_overlay(torch.rand(3, 8, 8), {"a": e})
+    assert list(figures_tmp.iterdir()) == []
 
 
 def test_plots_validate_inputs(figures_tmp):

@@ -1,4 +1,5 @@
-"""The ledger of results (mobilevit_edu.book.results) and the report built from it (mobilevit_edu.book.report)."""
+"""The ledger of results (mobilevit_edu.book.results), the report built from it (mobilevit_edu.book.report)
+and its figure (mobilevit_edu.plots.report)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from mobilevit_edu.book import report as rp
 from mobilevit_edu.book.results import KINDS, Result, load_results, record, results_dir
+from mobilevit_edu.plots.report import plot_report
 
 
 def row(item="MobileViT-XS parameters", paper=2.3, ours=2.318, **kw) -> Result:
@@ -139,10 +141,26 @@ def test_plot_report_draws_one_dot_per_numeric_row(two_folders):
     ci, full = two_folders
     rep = rp.collect(primary=ci, fallback=full)
     rep.rows.append(Result("Fig. 5", "a text row", "[1]", "[1]"))  # no dot for text
-    fig = rp.plot_report(rep, name=None)
+    fig = plot_report(rep)
     xs = sorted(float(c.get_offsets()[0][0]) for c in fig.axes[0].collections if len(c.get_offsets()))
     assert xs == pytest.approx(sorted([2.3181 / 2.3, 98.0 / 98, 68.4 / 78.3]))
+    # ordered by kind, then by the paper's table: the exact rows (Table 8, §4.1) before Table 7
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert [label.split(":")[0] for label in labels] == ["Table 8", "§4.1 / Fig. 8", "Table 7"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == list(KINDS.values())
     plt.close(fig)
+
+
+def test_plot_report_saves_only_when_named(two_folders, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path / "figs"))
+    rep = rp.collect(primary=two_folders[0], fallback=two_folders[1])
+    plt.close(plot_report(rep))
+    assert not (tmp_path / "figs").exists()  # nothing saved without a name
+    plt.close(plot_report(rep, name="15_report_test"))
+    assert (tmp_path / "figs" / "15_report_test.png").is_file()
 
 
 def test_not_rebuilt_lists_uncovered_tables_and_treats_parts_as_covered(two_folders):

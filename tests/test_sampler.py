@@ -166,7 +166,7 @@ def test_plots_save_figures(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobilevit_edu.data.sampler import plot_batches_at_resolutions, plot_schedule, plot_updates
+    from mobilevit_edu.plots.sampler import plot_batches_at_resolutions, plot_schedule, plot_updates
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     ds = ShapesDataset(3, "shape", seed=0)
@@ -179,4 +179,6 @@ def test_plots_save_figures(tmp_path, monkeypatch):
     assert len(fig3.axes[0].patches) == 3  # two of ours, one of the paper's
     for n in ("t_batches", "t_sched", "t_updates"):
         assert (tmp_path / f"{n}.png").stat().st_size > 1000
+    plot_updates([("a", 1000, None)])  # no name: nothing is written
+    assert len(list(tmp_path.iterdir())) == 3
     plt.close("all")

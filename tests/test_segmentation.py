@@ -1,11 +1,15 @@
 """DeepLabv3 (mobilevit_edu.segmentation): parameter counts, equivalence with Hugging Face's
 MobileViTForSemanticSegmentation, the loss, the mIoU metric, the VOC reader, the shapes adapter,
-the training loop and the figures."""
+the training loop (the library's one loop, with out_dir and resume), the package's layering and
+the figures (mobilevit_edu.plots.segmentation)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import subprocess
+import sys
 
 import matplotlib
 
@@ -22,13 +26,15 @@ from mobilevit_edu import create_model  # noqa: E402
 from mobilevit_edu.book import paper  # noqa: E402
 from mobilevit_edu.models.checkpoints import CheckpointError, from_ours  # noqa: E402
 from mobilevit_edu.data import ShapesDataset  # noqa: E402
+from mobilevit_edu.plots.segmentation import (  # noqa: E402
+    colourise_mask, plot_aspp_grids, plot_segmentation_curves, plot_segmentation_predictions,
+)
 from mobilevit_edu.segmentation import (  # noqa: E402
     ASPP, ConfusionMatrix, DeepLabV3, ShapesSegmentation, VOCSegmentation, aspp_sampling_points,
     aspp_valid_taps, build_segmentation_optimizer, create_deeplabv3, deeplabv3_recipe,
     evaluate_segmentation, hf_segmentation_config, hf_segmentation_key_map, load_backbone,
-    load_hf_segmentation_state_dict, mean_iou, plot_aspp_grids, plot_segmentation_curves,
-    plot_segmentation_predictions, save_voc_mask, segmentation_loss, to_hf_segmentation_state_dict,
-    train_segmenter, voc_palette,
+    load_hf_segmentation_state_dict, mean_iou, save_voc_mask, segmentation_loss,
+    to_hf_segmentation_state_dict, train_segmenter, voc_palette,
 )
 
 
@@ -168,6 +174,10 @@ def test_checkpoint_problems_are_listed():
     assert "unexpected keys (1): segmentation_head.extra.weight" in msg
     with pytest.raises(CheckpointError, match="backbone: .*shape mismatches"):
         load_hf_segmentation_state_dict(create_deeplabv3("xs"), sd)
+    # BatchNorm's num_batches_tracked buffers are optional (as in PyTorch, timm, Hugging Face)
+    slim = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    assert len(slim) < len(sd)
+    load_hf_segmentation_state_dict(create_deeplabv3("xxs"), slim)
 
 
 @pytest.mark.parametrize("layout", ["hf", "timm"])
@@ -417,6 +427,61 @@ def test_train_segmenter_runs_and_reports_miou():
     assert m["miou"] == pytest.approx(row["val_miou"]) and len(m["iou"]) == 6
 
 
+def tiny_run(out_dir, epochs, **changes):
+    """A DeepLabv3-XXS trained on 4 shapes at 32 px, 2 images a batch (2 updates an epoch)."""
+    torch.manual_seed(0)
+    model = create_deeplabv3("xxs", num_classes=6)
+    cfg = deeplabv3_recipe(num_classes=6, epochs=epochs, batch_size=2, val_batch_size=4,
+                           warmup_iters=1, verbose=False, progress=False, ema_momentum=0.5,
+                           out_dir=str(out_dir), device="cpu", **changes)
+    return model, cfg, ShapesSegmentation(4, image_size=32, seed=0), ShapesSegmentation(
+        2, image_size=32, seed=1)
+
+
+def test_train_segmenter_writes_metrics_and_last_pt_and_resumes(tmp_path):
+    model, cfg, tr, va = tiny_run(tmp_path / "run", 2)
+    hist = train_segmenter(model, tr, va, cfg)
+    assert (tmp_path / "run" / "last.pt").is_file()
+    assert (tmp_path / "run" / "metrics.csv").is_file()
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(rows) == 2 and rows[-1]["iteration"] == hist[-1]["iteration"] == 4
+    assert {"train_loss", "val_loss", "val_miou", "val_pixel_acc", "ema_val_miou",
+            "lr", "seconds", "iteration"} <= set(rows[-1])
+    # one epoch, then resumed from its last.pt for the second: the same weights as in one go
+    half, cfg1, _, _ = tiny_run(tmp_path / "half", 1)
+    train_segmenter(half, tr, va, cfg1)
+    resumed, cfg2, _, _ = tiny_run(tmp_path / "half", 2)
+    hist2 = train_segmenter(resumed, tr, va, cfg2, resume=tmp_path / "half" / "last.pt")
+    assert [r["epoch"] for r in hist2] == [1, 2]
+    assert hist2[-1]["train_loss"] == pytest.approx(hist[-1]["train_loss"])
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value.float(), resumed.state_dict()[key].float()), key
+    # only what out_dir asks for: log_format="json" writes no CSV
+    model, cfg, tr, va = tiny_run(tmp_path / "json", 1, log_format="json")
+    train_segmenter(model, tr, None, cfg)
+    assert (tmp_path / "json" / "metrics.json").is_file()
+    assert not (tmp_path / "json" / "metrics.csv").exists()
+
+
+# --- layering ---------------------------------------------------------------------------------
+
+
+def test_the_network_imports_neither_the_training_loop_nor_matplotlib():
+    code = ("import sys, mobilevit_edu.segmentation.deeplabv3, mobilevit_edu.segmentation; "
+            "bad = [m for m in sys.modules if m == 'mobilevit_edu.train' or "
+            "m.startswith(('mobilevit_edu.train.', 'matplotlib'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # the training names are still there, imported when first used
+    import mobilevit_edu.segmentation as seg
+    from mobilevit_edu.segmentation import train as seg_train
+
+    assert seg.train_segmenter is seg_train.train_segmenter
+    with pytest.raises(AttributeError, match="no attribute 'plot_aspp_grids'"):
+        seg.plot_aspp_grids  # noqa: B018 (the figures moved to mobilevit_edu.plots.segmentation)
+
+
 # --- the ASPP geometry and the figures --------------------------------------------------------
 
 
@@ -432,6 +497,11 @@ def test_aspp_sampling_points_and_valid_taps():
         assert aspp_valid_taps(size, rate) == pytest.approx(brute)
 
 
+def test_figures_are_saved_only_when_named(figures_in_tmp):
+    fig = plot_aspp_grids()
+    assert len(fig.axes) == 3 and not list(figures_in_tmp.glob("*.png"))
+    mask = torch.tensor([[0, 15], [255, 1]])
+    assert colourise_mask(mask).tolist() == voc_palette()[mask.numpy()].tolist()
 def test_figures_are_saved(figures_in_tmp):
     fig = plot_aspp_grids(name="aspp_test")
     assert (figures_in_tmp / "aspp_test.png").is_file() and len(fig.axes) == 3

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from mobilevit_edu.models.batchnorm import calibrate_batchnorm
 from mobilevit_edu.train import (
-    EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, calibrate_batchnorm,
-    evaluate, lr_at, main, rng_state, schedule, set_rng_state, train,
+    EMA, EpochBatchSampler, History, TrainConfig, build_optimizer, evaluate, lr_at, main,
+    rng_state, schedule, set_rng_state, train,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,16 +335,44 @@ def test_cli_help_documents_torchrun(capsys):
     assert "--multi-scale" in out and "--resume" in out and "cifar10:PATH" in out
 
 
-def test_cli_rejects_unknown_data():
-    with pytest.raises(SystemExit, match="expected shapes"):
-        main(["--data", "imagenet:/x", "--out", "unused"])
+@pytest.mark.parametrize("args, message", [
+    (["--data", "imagenet:/x"], "expected shapes:TASK"),
+    (["--data", "shapes:colourful"], "unknown task 'colourful'"),
+    (["--model", "mobilevit_xxxl"], "--model 'mobilevit_xxxl': unknown"),
+    (["--data", "folder:/no/such/folder"], "/no/such/folder"),
+    (["--resume", "/no/such/last.pt"], "no such file"),
+])
+def test_cli_user_mistakes_exit_2_with_one_line(args, message, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path / "unused")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"", b"junk" * 100, None])
+def test_cli_resume_from_a_corrupt_checkpoint_exits_2(content, tmp_path, capsys):
+    bad = tmp_path / "junk.pt"
+    if content is None:  # a real checkpoint cut in half
+        torch.save({"model": {"w": torch.zeros(1000)}, "epoch": 1}, bad)
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    else:
+        bad.write_bytes(content)
+    assert _cli(tmp_path / "run", "--epochs", "1", "--resume", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_resume_from_a_weights_file_says_what_is_missing(tmp_path, capsys):
+    weights = tmp_path / "weights.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, weights)
+    assert _cli(tmp_path / "run", "--epochs", "1", "--resume", str(weights)) == 2
+    assert "not a training checkpoint" in capsys.readouterr().err
 
 
 def test_plots(tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    from mobilevit_edu import train as T
+    from mobilevit_edu.plots import training as T
 
     monkeypatch.setenv("MOBILEVIT_EDU_FIGURES", str(tmp_path))
     hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_acc": 0.1 * e,
@@ -415,3 +444,73 @@ def test_cli_readers_data(tmp_path):
 def test_amp_setting_is_ignored_on_cpu():
     _, hist = run_tiny(tiny_config(epochs=1, amp="bf16"))
     assert math.isfinite(hist[0]["train_loss"])
+
+
+# --- the one loop: what every task gets from fit() ------------------------------------------
+
+
+def _regression_task(skip_first: bool = False):
+    """A toy task: per-batch mean metrics (count 1), a skipped batch, no EMA evaluation."""
+    from mobilevit_edu.train import StepOutput, Task
+
+    seen = {"steps": 0}
+
+    def step(net, batch, device):
+        seen["steps"] += 1
+        if skip_first and seen["steps"] == 1:
+            return None
+        images, labels = batch
+        out = net(images.to(device))
+        loss = nn.functional.cross_entropy(out, labels.to(device))
+        return StepOutput(loss, {"loss": loss.item(), "double": 2 * loss.item()}, 1,
+                          images=len(labels))
+
+    def evaluate_fn(model, val_data, config, device):
+        return {"val_score": 0.5}
+
+    def optimizer(model, config):
+        opt = build_optimizer(model, config)
+        opt.param_groups[0]["lr_multiplier"] = 3.0
+        return opt
+
+    return Task("toy", step, evaluate_fn, evaluate_ema=False, build_optimizer=optimizer), seen
+
+
+def test_fit_runs_any_task_with_every_config_field(tmp_path):
+    from mobilevit_edu.train import fit
+
+    task, seen = _regression_task(skip_first=True)
+    config = tiny_config(tmp_path / "toy", epochs=2, log_format="json", checkpoint_every=2)
+    torch.manual_seed(0)
+    model = tiny_net()
+    hist = fit(model, Quadrants(64), Quadrants(16), config, task)
+    assert [r["epoch"] for r in hist] == [1, 2]
+    first = hist[0]
+    assert first["updates"] == 64 // config.batch_size - 1  # the skipped batch is no update
+    assert math.isclose(first["double"], 2 * first["loss"], rel_tol=1e-9)
+    assert first["val_score"] == 0.5 and "ema_val_score" not in first
+    assert len(hist.steps) == hist[-1]["iteration"] and hist.steps[0]["iteration"] == 1
+    assert set(hist.steps[0]) == {"iteration", "lr", "loss", "double"}
+    assert (tmp_path / "toy" / "metrics.json").exists()
+    assert not (tmp_path / "toy" / "metrics.csv").exists()  # log_format="json"
+    ckpt = torch.load(tmp_path / "toy" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["steps"]) == len(hist.steps)
+    lr = lr_at(config, hist[-1]["iteration"] - 1, 1)
+    assert math.isclose(ckpt["optimizer"]["param_groups"][0]["lr"], 3.0 * lr, rel_tol=1e-9)
+
+
+def test_fit_checkpoint_every_skips_epochs(tmp_path):
+    from mobilevit_edu.train import fit
+
+    task, _ = _regression_task()
+    config = tiny_config(tmp_path / "every", epochs=3, checkpoint_every=2)
+    fit(tiny_net(), Quadrants(32), None, config, task)
+    assert torch.load(tmp_path / "every" / "last.pt", weights_only=True)["epoch"] == 3
+    config = tiny_config(tmp_path / "every2", epochs=2, checkpoint_every=5)
+    fit(tiny_net(), Quadrants(32), None, config, task)  # the last epoch is always saved
+    assert torch.load(tmp_path / "every2" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_config_refuses_bad_checkpoint_every():
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=0)

@@ -1,7 +1,8 @@
-"""``python -m mobilevit_edu.book``: the command line of :mod:`mobilevit_edu.book`."""
+"""``python -m mobilevit_edu.book``: the book's command line (see :mod:`mobilevit_edu.book.cli`)."""
 
 import sys
 
-from mobilevit_edu.book import main
+from mobilevit_edu.book.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

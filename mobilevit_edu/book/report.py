@@ -8,7 +8,8 @@ link to the chapter that made it.
 
 Which results are read: the folder :func:`mobilevit_edu.book.results.results_dir` gives for the current
 profile; a chapter missing there is taken from the committed ``results/`` (the full run), and the
-report says so (see :func:`collect`).
+report says so (see :func:`collect`). The report's figure, ours / paper for every row, is drawn by
+:func:`mobilevit_edu.plots.report.plot_report`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mobilevit_edu.book import paper
+from mobilevit_edu.book.manifest import find_root, load_book
 from mobilevit_edu.book.results import KINDS, Result, load_results, results_dir
 
-__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "plot_report", "not_rebuilt"]
+__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "not_rebuilt"]
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Report:
     rows: list[Result]
     sources: dict[str, Path]  # chapter tag -> the folder its rows were read from
     chapters: dict[str, str]  # chapter tag -> notebook file name, for links
+    #: the kinds of match, in order, with their labels (what ``plots.report.plot_report`` draws)
+    kinds: dict[str, str] = field(default_factory=lambda: dict(KINDS))
 
     def by_source(self) -> dict[str, list[Result]]:
         """Rows grouped by the paper's table or figure, in the paper's order."""
@@ -41,12 +46,10 @@ class Report:
 
     def counts(self) -> dict[str, int]:
         """How many rows of each kind."""
-        return {k: sum(r.kind == k for r in self.rows) for k in KINDS}
+        return {k: sum(r.kind == k for r in self.rows) for k in self.kinds}
 
 
 def _chapter_files(root: Path) -> dict[str, str]:
-    from mobilevit_edu.book import load_book
-
     try:
         book = load_book(root)
     except Exception:  # noqa: BLE001 (a report without links is still a report)
@@ -57,8 +60,6 @@ def _chapter_files(root: Path) -> dict[str, str]:
 def collect(primary: Path | None = None, fallback: Path | None = None) -> Report:
     """Read every chapter's results: from ``primary`` (default: :func:`results_dir`), and for a
     chapter that has no file there, from ``fallback`` (default: the committed ``results/``)."""
-    from mobilevit_edu.book import find_root
-
     root = find_root(Path(__file__).resolve().parent)
     primary = Path(primary) if primary is not None else results_dir()
     fallback = Path(fallback) if fallback is not None else root / "results"
@@ -142,8 +143,6 @@ def _verdict(r: Result) -> str:
 
 def report_markdown(report: Report, *, sources: Sequence[str] | None = None, titles: bool = True) -> str:
     """The report as Markdown: one table per source; chapter cells link to the chapter."""
-    from mobilevit_edu.book import paper
-
     names = {t.source: t.caption for t in paper.TABLES.values()} if titles else {}
     out: list[str] = []
     for source, rows in report.by_source().items():
@@ -158,51 +157,15 @@ def report_markdown(report: Report, *, sources: Sequence[str] | None = None, tit
             file = report.chapters.get(r.chapter)
             chapter = f"[{r.chapter}]({file})" if file else r.chapter
             item = _fmt(r.item) + (f" <br><small>{_fmt(r.note)}</small>" if r.note else "")
-            out.append(f"| {item} | {_fmt(r.paper)} | {_fmt(r.ours)} | {r.unit} | {KINDS[r.kind]} "
+            out.append(f"| {item} | {_fmt(r.paper)} | {_fmt(r.ours)} | {r.unit} | {report.kinds[r.kind]} "
                        f"| {_verdict(r)} | {chapter} |")
         out.append("")
     return "\n".join(out)
 
 
-def plot_report(report: Report, *, name: str | None = "15_report_ratios"):
-    """Ours / paper for every row with two numbers, one dot per row, coloured by kind of match:
-    exact facts sit on 1, small-scale and other-hardware rows spread as far as they differ."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in sorted(report.rows, key=lambda r: (list(KINDS).index(r.kind), source_order(r.source)))
-            if isinstance(r.paper, (int, float)) and isinstance(r.ours, (int, float))
-            and not isinstance(r.paper, bool) and r.paper and r.ours > 0 and r.paper > 0]
-    colours = {"exact": "C0", "small-scale": "C1", "other-hardware": "C2"}
-    fig, ax = plt.subplots(figsize=(8, 0.26 * len(rows) + 1.4))
-    for y, r in enumerate(rows):
-        ax.scatter(float(r.ours) / float(r.paper), y, color=colours[r.kind], s=22, zorder=3)
-    ax.axvline(1.0, color="0.4", lw=1, ls="--", zorder=1)
-    ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    ax.xaxis.set_major_locator(FixedLocator([0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 10]))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.set_yticks(range(len(rows)), [f"{r.source}: {r.item}"[:60] for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("this book / paper (log scale)")
-    for kind, colour in colours.items():
-        ax.scatter([], [], color=colour, label=KINDS[kind])
-    ax.legend(loc="lower right", fontsize=7, frameon=True)
-    ax.set_title("Every number the book recorded, against the paper's")
-    fig.tight_layout()
-    if name:
-        from mobilevit_edu.plots.save import save_figure
-
-        save_figure(fig, name)
-    return fig
-
-
 def not_rebuilt(report: Report) -> list[tuple[str, str]]:
     """The paper's tables and figures (``mobilevit_edu.book.paper.TABLES``) without a row in the
     report, as ``(source, caption)``. A row for "Table 1" covers its parts "Table 1a", "Table 1b"."""
-    from mobilevit_edu.book import paper
-
     covered = {r.source for r in report.rows}
     return [(t.source, t.caption) for t in paper.TABLES.values()
             if t.source not in covered and re.sub(r"(\d)[a-z]$", r"\1", t.source) not in covered]

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mobilevit_edu.book.profile import profile_name
+
 __all__ = ["KINDS", "Result", "results_dir", "record", "load_results"]
 
 RESULTS_ENV = "MOBILEVIT_EDU_RESULTS"
@@ -88,10 +90,8 @@ def results_dir(profile: str | None = None) -> Path:
     """The folder the chapters record into (see the module docstring)."""
     if env := os.environ.get(RESULTS_ENV):
         return Path(env)
-    from mobilevit_edu.book import _profile_name
-
     root = _default_root()
-    return root / "results" if _profile_name(profile) == "full" else root / "_build" / "results-ci"
+    return root / "results" if profile_name(profile) == "full" else root / "_build" / "results-ci"
 
 
 def _to_row(r: Result) -> dict:
@@ -106,8 +106,6 @@ def record(chapter: str, rows: Sequence[Result], directory: str | os.PathLike | 
     Rows with the same ``(source, item)`` as a previous recording replace it; others are kept.
     Under the ``ci`` profile the rows go to ``_build/results-ci/`` unless
     ``$MOBILEVIT_EDU_RESULTS`` says otherwise."""
-    from mobilevit_edu.book import _profile_name
-
     if not _CHAPTER_RE.match(str(chapter)):
         raise ValueError(f"chapter must be a two-digit tag like '07', got {chapter!r}")
     rows = list(rows)
@@ -123,7 +121,7 @@ def record(chapter: str, rows: Sequence[Result], directory: str | os.PathLike | 
     old = json.loads(path.read_text()).get("results", []) if path.exists() else []
     merged = {(row["source"], row["item"]): row for row in old}
     merged.update({(r.source, r.item): _to_row(r) for r in rows})
-    payload = {"chapter": chapter, "profile": _profile_name(None), "results": list(merged.values())}
+    payload = {"chapter": chapter, "profile": profile_name(None), "results": list(merged.values())}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)

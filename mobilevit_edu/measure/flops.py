@@ -5,7 +5,7 @@ like most vision papers, what they call FLOPs are **multiply-adds** (MACs): one 
 once. A FLOP in the strict sense is one add *or* one multiply, so FLOPs = 2 x MACs. And the
 paper's XS figure is at 224 x 224 (the author, apple/ml-cvnets issue #47), the others at 256 x 256.
 
-``count_flops`` runs fvcore's ``FlopCountAnalysis``, which traces the model with ``torch.jit`` and
+``count_macs`` runs fvcore's ``FlopCountAnalysis``, which traces the model with ``torch.jit`` and
 applies a counting rule ("handle") to every operator it knows. fvcore counts one MAC per
 multiply-add for convolutions, linear layers and matrix products, and adds rough costs for
 BatchNorm (2 per element in eval mode), LayerNorm (5 per element) and bilinear resizing (4 per
@@ -13,14 +13,19 @@ output element). Three gaps matter for MobileViT, and this module fills them:
 
 * ``aten::scaled_dot_product_attention`` (PyTorch's fused attention, which our
   ``MultiHeadSelfAttention`` uses by default) has **no handle** in fvcore: counted as 0, the two
-  attention matmuls ``Q K^T`` and ``A V`` would vanish from the total. ``sdpa_flop_jit`` counts
+  attention matmuls ``Q K^T`` and ``A V`` would vanish from the total. ``sdpa_mac_jit`` counts
   ``B h N N d_h`` for each, the same as fvcore counts the explicit ``matmul`` path, so the total
   does not depend on which attention path runs.
 * Element-wise operators (SiLU, residual adds, softmax, the scaling of the scores, the global
   mean) are skipped with a warning. They are cheap in MACs but not in time (chapter 07 measures
   it); ``elementwise=True`` counts each as one operation per output element (per input element
   for a mean), in a separate ``elementwise`` column, so the MAC total is never silently mixed.
-* Everything fvcore skipped is listed in ``FlopCount.skipped``, so nothing is dropped unseen.
+* Everything fvcore skipped is listed in ``MacCount.skipped``, so nothing is dropped unseen.
+
+Names say what they count: ``count_macs`` and ``MacCount`` count multiply-adds (``MacCount.flops``
+is the strict FLOP count, 2 x MACs), ``sdpa_mac_jit`` returns MACs, ``elementwise_op_jit``
+returns operations (not MACs). The module keeps the file name ``flops`` the field uses for all of
+this. The chapter's bar chart of the breakdown is ``mobilevit_edu.plots.cost.plot_mac_breakdown``.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from mobilevit_edu.nn.layers import to_pair
+
 __all__ = [
-    "FlopCount",
-    "count_flops",
-    "sdpa_flop_jit",
-    "elementwise_flop_jit",
+    "MacCount",
+    "count_macs",
+    "sdpa_mac_jit",
+    "elementwise_op_jit",
     "ELEMENTWISE_OPS",
     "CATEGORIES",
-    "plot_flop_breakdown",
+    "COLUMNS",
 ]
 
 # operator (fvcore's short name) -> the column it is reported in
@@ -77,7 +84,7 @@ def _shape(value: Any) -> list[int] | None:
     return value.type().sizes() if value.isCompleteTensor() else None
 
 
-def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+def sdpa_mac_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """MACs of ``scaled_dot_product_attention(q, k, v)``: ``Q K^T`` plus ``A V``.
 
     q is ``[..., L, E]``, k ``[..., S, E]``, v ``[..., S, E_v]``: the scores take ``L S E``
@@ -99,7 +106,7 @@ def _is_float(value: Any) -> bool:
 _FLOAT_TYPES = ("Float", "Double", "Half", "BFloat16")
 
 
-def elementwise_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+def elementwise_op_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """One operation per element of the first output (``x + y``, ``silu(x)``, ``softmax``).
 
     Integer results (shape arithmetic that tracing records, e.g. inside einops) count 0."""
@@ -108,14 +115,14 @@ def elementwise_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return math.prod(_shape(outputs[0]))
 
 
-def _reduction_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+def _reduction_op_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """One operation per element of the input (a mean reads every element once)."""
     return math.prod(_shape(inputs[0])) if _is_float(inputs[0]) else 0
 
 
 @dataclass
-class FlopCount:
-    """The result of ``count_flops``: totals, the per-stage x per-operator breakdown, and what
+class MacCount:
+    """The result of ``count_macs``: totals, the per-stage x per-operator breakdown, and what
     fvcore skipped. Every count is in multiply-adds (MACs) except the ``elementwise`` column."""
 
     model: str
@@ -176,24 +183,22 @@ class FlopCount:
 
 
 def _input_shape(input_size: int | tuple[int, ...], in_channels: int) -> tuple[int, ...]:
-    if isinstance(input_size, int):
-        return (1, in_channels, input_size, input_size)
+    if isinstance(input_size, int) or len(input_size) == 2:
+        return (1, in_channels, *to_pair(input_size, "input_size"))
     size = tuple(int(s) for s in input_size)
-    if len(size) == 2:
-        return (1, in_channels, *size)
     if len(size) == 4:
         return size
     raise ValueError(f"input_size must be S, (H, W) or (B, C, H, W), got {input_size}")
 
 
-def count_flops(
+def count_macs(
     model: nn.Module,
     input_size: int | tuple[int, ...] = 256,
     *,
     elementwise: bool = False,
     stages: list[str] | None = None,
     count_sdpa: bool = True,
-) -> FlopCount:
+) -> MacCount:
     """Count the multiply-adds of one forward pass of ``model`` with fvcore.
 
     ``input_size``: ``S`` (a batch of one ``S x S`` image), ``(H, W)`` or ``(B, C, H, W)``.
@@ -202,7 +207,7 @@ def count_flops(
     children); MACs of operators that run in the model's own ``forward`` (e.g. the global mean)
     go to a row named ``(top level)``.
     ``elementwise=True`` also counts element-wise operators, one per output element, in their own
-    column (they never enter ``FlopCount.macs``).
+    column (they never enter ``MacCount.macs``).
     ``count_sdpa=False`` leaves fvcore's default for ``scaled_dot_product_attention``: skipped,
     counted as 0 (to see what a plain fvcore count misses)."""
     in_channels = getattr(model, "in_channels", 3)
@@ -217,12 +222,12 @@ def count_flops(
 
             analysis = FlopCountAnalysis(model, (x,))
             if count_sdpa:
-                analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+                analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_mac_jit)
             if elementwise:
                 for op in ELEMENTWISE_OPS:
-                    analysis.set_op_handle(op, elementwise_flop_jit)
+                    analysis.set_op_handle(op, elementwise_op_jit)
                 for op in _REDUCTIONS:
-                    analysis.set_op_handle(op, _reduction_flop_jit)
+                    analysis.set_op_handle(op, _reduction_op_jit)
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)
             analysis.tracer_warnings("none")
@@ -252,7 +257,7 @@ def count_flops(
     rest = Counter({k: v for k, v in rest.items() if v})
     if rest:
         by_stage["(top level)"] = columns(rest)
-    return FlopCount(
+    return MacCount(
         model=getattr(getattr(model, "config", None), "name", type(model).__name__),
         input_shape=shape,
         by_operator={k: int(v) for k, v in by_module_op[""].items()},
@@ -261,38 +266,3 @@ def count_flops(
         elementwise=elementwise,
         params=sum(p.numel() for p in model.parameters()),
     )
-
-
-# --- figures (chapter 07) ----------------------------------------------------------------------
-def plot_flop_breakdown(counts: dict[str, FlopCount], *, name: str = "07_flop_breakdown"):
-    """Stacked bars: the MACs of each model, split by operator type (conv, linear, attention,
-    norm, ...), one bar per model, labelled with the total. Saved as ``figures/<name>.png``;
-    returns the figure."""
-    import matplotlib.pyplot as plt
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not counts:
-        raise ValueError("nothing to plot")
-    totals = {label: c.by_column() for label, c in counts.items()}
-    cols = [c for c in COLUMNS if c != "elementwise" and any(t[c] for t in totals.values())]
-    colours = dict(zip(cols, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    labels = list(counts)
-    fig, ax = plt.subplots(figsize=(7.2, 0.62 * len(labels) + 1.5))
-    for i, label in enumerate(labels):
-        left = 0.0
-        for c in cols:
-            v = totals[label][c] / 1e9
-            ax.barh(i, v, left=left, color=colours[c], label=c if i == 0 else None)
-            left += v
-        ax.text(left, i, f"  {counts[label].macs / 1e9:.3f} G", va="center", fontsize=9)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
-    ax.grid(False, axis="y")
-    ax.set_xlim(0, 1.2 * max(c.macs for c in counts.values()) / 1e9)
-    ax.set_xlabel("multiply-adds per image (G)")
-    ax.legend(ncol=len(cols), fontsize=8.5, loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig

@@ -22,6 +22,8 @@ Both watch the operators through a ``TorchDispatchMode``: every tensor an operat
 seen, with its storage; a storage counts once (views share it) from its first appearance until the
 last tensor using it is garbage-collected. Scratch buffers inside a kernel (e.g. an im2col buffer)
 are invisible to this and not counted; parameters and the input are reported separately.
+
+The chapter's bar chart of Table 8 is ``mobilevit_edu.plots.cost.plot_memory_per_os``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from mobilevit_edu.nn.layers import to_pair
 
 __all__ = [
     "StrideMemory",
@@ -41,7 +46,6 @@ __all__ = [
     "memory_per_output_stride",
     "peak_memory",
     "memory_table",
-    "plot_memory_per_os",
 ]
 
 
@@ -101,12 +105,9 @@ class ActivationTracker(TorchDispatchMode):
 
 
 def _as_batch(input_size: int | tuple[int, ...], batch: int, in_channels: int) -> torch.Tensor:
-    if isinstance(input_size, int):
-        h = w = input_size
-    elif len(input_size) == 2:
-        h, w = input_size
-    else:
+    if not isinstance(input_size, int) and len(input_size) != 2:
         raise ValueError(f"input_size must be S or (H, W), got {input_size}")
+    h, w = to_pair(input_size, "input_size")
     return torch.rand(batch, in_channels, h, w, generator=torch.Generator().manual_seed(0))
 
 
@@ -255,43 +256,3 @@ def memory_table(rows: dict[str, list[StrideMemory]], *, unit: int = 1024,
             cells.append(f"{value:>18.1f}" if value is not None else f"{'-':>18}")
         lines.append(f"{s:>4}" + "".join(cells))
     return "\n".join(lines)
-
-
-# --- figures (chapter 07) ----------------------------------------------------------------------
-def plot_memory_per_os(
-    ours: dict[str, list[StrideMemory]],
-    paper: dict[str, dict[int, float]] | None = None,
-    *,
-    unit: int = 1024,
-    ylabel: str = "feature map handed on (KiB, fp16)",
-    name: str = "07_memory_per_os",
-):
-    """Bars of the feature-map size at each output stride, one colour per model, with the
-    paper's numbers (``{label: {OS: value}}``) as black markers. Saved as ``figures/<name>.png``;
-    returns the figure."""
-    import matplotlib.pyplot as plt
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not ours:
-        raise ValueError("nothing to plot")
-    strides = sorted({r.output_stride for rs in ours.values() for r in rs})
-    width = 0.8 / len(ours)
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
-    for i, (label, rs) in enumerate(ours.items()):
-        xs = [strides.index(r.output_stride) + (i - (len(ours) - 1) / 2) * width for r in rs]
-        ax.bar(xs, [r.output_bytes / unit for r in rs], width=width, label=f"{label} (this book)")
-    markers = ["o", "s", "^", "D"]
-    for j, (label, values) in enumerate((paper or {}).items()):
-        i = list(ours).index(label) if label in ours else j
-        xs = [strides.index(s) + (i - (len(ours) - 1) / 2) * width for s in values if s in strides]
-        ys = [v for s, v in values.items() if s in strides]
-        ax.scatter(xs, ys, color="black", marker=markers[j % 4], zorder=3, s=28,
-                   label=f"{label} (paper, Table 8)")
-    ax.set_xticks(range(len(strides)), [f"OS {s}" for s in strides])
-    ax.set_ylabel(ylabel)
-    ax.grid(False, axis="x")
-    ax.legend(fontsize=8.5)
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig

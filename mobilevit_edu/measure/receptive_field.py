@@ -31,21 +31,21 @@ few parameters (the paper's Fig. 4 argument). Two tools measure this:
 The network must be in ``eval()`` mode for this: in training mode BatchNorm normalises with the
 batch's own statistics, which couples every pixel (and every image) to every other (chapter 03).
 A freshly initialised network has default running statistics (mean 0, variance 1) that do not fit
-its activations, so calibrate them first (:func:`mobilevit_edu.train.calibrate_batchnorm`).
+its activations, so calibrate them first
+(:func:`mobilevit_edu.models.batchnorm.calibrate_batchnorm`). The figures are in
+``mobilevit_edu.plots.receptive_fields``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mobilevit_edu.models.baselines import MobileNetV2, ViT
 from mobilevit_edu.nn.block import MobileViTBlock
-from mobilevit_edu.models.mobilevit import MobileViT
+from mobilevit_edu.nn.layers import to_pair
 from mobilevit_edu.nn.transformer import TransformerEncoderLayer
 
 __all__ = [
@@ -57,12 +57,9 @@ __all__ = [
     "ERF",
     "input_gradient_map",
     "summarize_erf",
+    "stage_indices",
     "stage_features",
     "effective_receptive_field",
-    "plot_support_maps",
-    "plot_rf_growth",
-    "plot_erf_grid",
-    "plot_erf_overlay",
 ]
 
 
@@ -92,21 +89,15 @@ class RFRow:
     is_global: bool
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _attention_periods(model: nn.Module) -> dict[int, int]:
     """``id(transformer stack) -> patch side`` for every attention stack in ``model``.
 
-    A MobileViT block relates pixels one patch apart (side = its patch size); a ViT relates all
-    its tokens (side 1, in token units)."""
+    A MobileViT block relates pixels one patch apart (side = its patch size); any other stack of
+    encoder layers (a ViT's) relates all its tokens (side 1, in token units)."""
     periods: dict[int, int] = {}
     for m in model.modules():
         if isinstance(m, MobileViTBlock):
             periods[id(m.transformer)] = max(m.patch_size)
-        elif isinstance(m, ViT):
-            periods[id(m.blocks)] = 1
     for m in model.modules():  # any other stack of encoder layers attends over all its tokens
         if isinstance(m, nn.Sequential) and id(m) not in periods and len(m) and all(
             isinstance(c, TransformerEncoderLayer) for c in m
@@ -128,9 +119,9 @@ def receptive_field_table(model: nn.Module) -> list[RFRow]:
     rf, jump, period, is_global = 1, 1, None, False
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k = max(_pair(m.kernel_size))
-            s = max(_pair(m.stride if m.stride is not None else m.kernel_size))
-            d = max(_pair(getattr(m, "dilation", 1)))
+            k = max(to_pair(m.kernel_size, "kernel_size"))
+            s = max(to_pair(m.stride if m.stride is not None else m.kernel_size, "stride"))
+            d = max(to_pair(getattr(m, "dilation", 1), "dilation"))
             rf += (k - 1) * d * jump
             jump *= s
             kind = "conv" if isinstance(m, nn.Conv2d) else "pool"
@@ -172,25 +163,56 @@ def format_rf_table(rows: Sequence[RFRow], image_size: int | None = None) -> str
     return "\n".join(lines)
 
 
+def stage_indices(feature_info: Sequence[Mapping]) -> dict[str, int]:
+    """Which entries of a model's ``feature_info`` (and of its ``forward_intermediates``) the
+    book compares, by label.
+
+    * a network that down-samples (MobileViT, MobileNetV2): the last stage at each output
+      stride of 8 or more, ``"OS 8"``, ``"OS 16"``, ``"OS 32"`` (a dilated backbone has fewer);
+    * a network whose stages all share one stride (a ViT: every token is at the patch stride):
+      the stages are depths, the token grid after a third, two thirds and all of the layers
+      (``"L 4/12 (stride 16)"`` ...).
+    """
+    if not feature_info:
+        raise ValueError("feature_info is empty: the model describes no stages")
+    strides = [int(info["stride"]) for info in feature_info]
+    if len(set(strides)) == 1:
+        depth = len(strides)
+        marks = sorted({max(1, round(depth * f)) for f in (1 / 3, 2 / 3, 1.0)})
+        return {f"L {i}/{depth} (stride {strides[0]})": i - 1 for i in marks}
+    out: dict[str, int] = {}
+    for i, s in enumerate(strides):
+        if s >= 8:
+            out[f"OS {s}"] = i  # a later stage at the same stride (dilated) replaces the earlier
+    return out
+
+
 def stage_receptive_fields(model: nn.Module) -> dict[str, RFRow]:
     """The theoretical receptive field at the end of every stage of :func:`stage_features`,
-    under the same names (for the ViT every depth gets the row after the attention)."""
+    under the same names: the last row inside the stage's module, or, for a stage inside an
+    attention stack (a ViT's encoder layer), the row of that stack."""
     rows = receptive_field_table(model)
 
     def last_under(prefix: str) -> RFRow:
-        return [r for r in rows if r.name.startswith(prefix + ".")][-1]
+        inside = [r for r in rows if r.name == prefix or r.name.startswith(prefix + ".")
+                  or prefix.startswith(r.name + ".")]
+        if not inside:
+            raise ValueError(f"no convolution or attention row at or under {prefix!r}")
+        return inside[-1]
 
-    if isinstance(model, MobileViT):
-        return {f"OS {i['stride']}": last_under(i["name"]) for i in model.feature_info
-                if i["stride"] >= 8}
-    if isinstance(model, MobileNetV2):
-        return {f"OS {i['stride']}": last_under(i["name"]) for i in model.feature_info
-                if i["stride"] >= 8}
-    if isinstance(model, ViT):
-        depth = len(model.blocks)
-        marks = sorted({max(1, round(depth * f)) for f in (1 / 3, 2 / 3, 1.0)})
-        return {f"L {i}/{depth} (stride {model.patch_size})": rows[-1] for i in marks}
-    raise TypeError(f"knows MobileViT, MobileNetV2 and ViT, not {type(model).__name__}")
+    info = _feature_info(model)
+    return {label: last_under(info[i]["name"]) for label, i in stage_indices(info).items()}
+
+
+def _feature_info(model: nn.Module) -> list[dict]:
+    info = getattr(model, "feature_info", None)
+    if info is None or not hasattr(model, "forward_intermediates"):
+        raise TypeError(
+            f"{type(model).__name__} has no forward_intermediates / feature_info; receptive "
+            "fields per stage need a model of the library (create_model) or one that follows "
+            "its feature contract"
+        )
+    return list(info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,9 +286,9 @@ def summarize_erf(
     rows = torch.arange(H, dtype=torch.float64)[:, None].expand(H, W)
     cols = torch.arange(W, dtype=torch.float64)[None, :].expand(H, W)
     ci, cj = float((m * rows).sum()), float((m * cols).sum())
-    dist = ((rows - ci) ** 2 + (cols - cj) ** 2).sqrt().flatten()
+    dist = ((rows - ci) ** 2 + (cols - cj) ** 2).sqrt().flatten()  # [H, W] -> [H*W]
     order = dist.argsort()
-    cum = m.flatten()[order].cumsum(0)
+    cum = m.flatten()[order].cumsum(0)  # [H, W] -> [H*W], nearest pixels first
     k = int(torch.searchsorted(cum, torch.tensor(mass - 1e-12, dtype=torch.float64)))
     radius = float(dist[order][min(k, dist.numel() - 1)])
     support = float((m > rel_tol * m.max()).double().mean())
@@ -274,52 +296,14 @@ def summarize_erf(
 
 
 def stage_features(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The feature maps whose receptive fields the book compares, each ``[B, C, h, w]``.
-
-    * ``MobileViT``: ``"OS 8"``, ``"OS 16"``, ``"OS 32"`` (layer3, layer4, layer5; with a dilated
-      backbone the strides come from ``feature_info``);
-    * ``MobileNetV2``: the last block at each of output strides 8, 16, 32;
-    * ``ViT``: every token is at the patch stride, so the stages are depths: the token grid after
-      a third, two thirds and all of the encoder layers (``"L 4/12"`` ...), before the final norm.
-    """
-    if isinstance(model, MobileViT):
-        feats = model.forward_features(x)
-        out: dict[str, torch.Tensor] = {}
-        for info, f in zip(model.feature_info, feats):
-            if info["stride"] >= 8:
-                out[f"OS {info['stride']}"] = f  # a dilated stage overwrites the earlier one
-        return out
-    if isinstance(model, MobileNetV2):
-        last: dict[int, int] = {}  # stride -> index of the last block at that stride
-        for info in model.feature_info:
-            if info["stride"] >= 8:
-                last[info["stride"]] = int(info["name"].split(".")[1])
-        wanted = {i: s for s, i in last.items()}
-        out, y = {}, model.stem(x)
-        for i, blk in enumerate(model.blocks):
-            y = blk(y)
-            if i in wanted:
-                out[f"OS {wanted[i]}"] = y
-            if i >= max(wanted):
-                break
-        return out
-    if isinstance(model, ViT):
-        p = model.patch_size
-        y = model.patch_embed(x)  # [B, 3, H, W] -> [B, D, gh, gw]
-        gh, gw = y.shape[-2:]
-        y = y.flatten(2).transpose(1, 2)  # [B, D, gh, gw] -> [B, gh*gw, D]
-        y = torch.cat((model.cls_token.expand(y.shape[0], -1, -1), y), 1)  # [B, 1+N, D]
-        y = y + model._position_embedding(gh, gw)
-        depth = len(model.blocks)
-        marks = sorted({max(1, round(depth * f)) for f in (1 / 3, 2 / 3, 1.0)})
-        out = {}
-        for i, blk in enumerate(model.blocks, 1):
-            y = blk(y)
-            if i in marks:
-                grid = y[:, 1:].transpose(1, 2).reshape(y.shape[0], -1, gh, gw)  # [B, D, gh, gw]
-                out[f"L {i}/{depth} (stride {p})"] = grid
-        return out
-    raise TypeError(f"stage_features knows MobileViT, MobileNetV2 and ViT, not {type(model).__name__}")
+    """The feature maps whose receptive fields the book compares, each ``[B, C, h, w]``: the
+    entries of ``model.forward_intermediates(x)`` that :func:`stage_indices` picks, e.g.
+    ``"OS 8"``, ``"OS 16"``, ``"OS 32"`` for MobileViT (layer3..layer5) and MobileNetV2, and
+    ``"L 4/12 (stride 16)"`` ... for a ViT (the token grid after that many layers, before the
+    final norm)."""
+    info = _feature_info(model)
+    feats = model.forward_intermediates(x)
+    return {label: feats[i] for label, i in stage_indices(info).items()}
 
 
 def effective_receptive_field(
@@ -350,166 +334,3 @@ def effective_receptive_field(
     finally:
         model.train(was_training)
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# Figures (chapter 08)
-# --------------------------------------------------------------------------------------------
-
-
-def plot_support_maps(
-    maps: Sequence[torch.Tensor],
-    titles: Sequence[str],
-    *,
-    rel_tol: float = 1e-6,
-    name: str = "08_block_support",
-):
-    """One panel per gradient map ``[H, W]`` on a shared log scale; pixels at or below
-    ``rel_tol`` times the largest value (exact zeros included) are drawn black and counted in the
-    title. Saved as ``figures/<name>.png``; returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not maps or len(maps) != len(titles):
-        raise ValueError("need one title per map, and at least one map")
-    normed = [m.detach().double().abs() / m.detach().double().abs().max() for m in maps]
-    norm = LogNorm(vmin=rel_tol, vmax=1.0)
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.5 * len(maps) + 0.9, 3.7), squeeze=False)
-    cmap = plt.get_cmap("magma").with_extremes(under="black")
-    for ax, m, title in zip(axes[0], normed, titles):
-        im = ax.imshow(m.clamp_min(rel_tol / 2).numpy(), cmap=cmap, norm=norm,
-                       interpolation="nearest")
-        reached = int((m > rel_tol).sum())
-        ax.set_title(f"{title}\n{reached} of {m.numel()} pixels reached", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, pad=0.02,
-                 label="|gradient| / max (log)")
-    save_figure(fig, name)
-    return fig
-
-
-def plot_rf_growth(
-    tables: Mapping[str, Sequence[RFRow]],
-    image_size: int,
-    *,
-    name: str = "08_rf_growth",
-):
-    """Theoretical receptive field (input pixels, log scale) after every layer, one line per
-    network; a line jumps to the top band ("global") where attention makes it global, and the
-    image side is drawn dashed. Saved as ``figures/<name>.png``; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not tables:
-        raise ValueError("nothing to plot")
-    top = 2 ** math.ceil(math.log2(max(image_size, max(r.rf for t in tables.values() for r in t))))
-    glob = top * 2
-    fig, ax = plt.subplots(figsize=(7.5, 4.0))
-    for label, rows in tables.items():
-        xs = range(1, len(rows) + 1)
-        ys = [glob if r.is_global else r.rf for r in rows]
-        (line,) = ax.plot(xs, ys, marker=".", markersize=4, label=label)
-        first = next((i for i, r in enumerate(rows) if r.is_global), None)
-        if first is not None:
-            ax.plot(first + 1, glob, marker="*", markersize=12, color=line.get_color())
-    ax.axhline(image_size, color="grey", linestyle="--", linewidth=1)
-    ax.text(1, image_size * 1.08, f"image side {image_size} px", color="grey", fontsize=9)
-    ax.set_yscale("log", base=2)
-    ticks = [2**i for i in range(0, int(math.log2(top)) + 1)]
-    ax.set_yticks(ticks + [glob], [str(t) for t in ticks] + ["global"])
-    ax.set_xlabel("layer (convolution or attention stack, in forward order)")
-    ax.set_ylabel("receptive field side (input px)")
-    ax.legend(fontsize=9, loc="lower right")
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
-
-
-def plot_erf_grid(
-    erfs: Mapping[str, Mapping[str, ERF]],
-    *,
-    log: bool = True,
-    name: str = "08_erf_grid",
-):
-    """Effective receptive fields, one row per model and one column per stage. Each panel is the
-    normalised map (log colour scale over four decades of its own maximum), its 90 % circle and
-    its summaries. Saved as ``figures/<name>.png``; returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, Normalize
-    from matplotlib.patches import Circle
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not erfs or not all(erfs.values()):
-        raise ValueError("need at least one model with at least one stage")
-    n_rows, n_cols = len(erfs), max(len(v) for v in erfs.values())
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 1.4, 2.75 * n_rows),
-                             squeeze=False)
-    for r, (label, stages) in enumerate(erfs.items()):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(stages):
-                ax.axis("off")
-                continue
-            stage, e = list(stages.items())[c]
-            m = e.map.double()
-            vmax = float(m.max())
-            norm = LogNorm(vmin=vmax * 1e-4, vmax=vmax) if log else Normalize(0, vmax)
-            ax.imshow(m.clamp_min(vmax * 1e-4).numpy(), cmap="magma", norm=norm,
-                      interpolation="nearest")
-            ax.add_patch(Circle((e.centre[1], e.centre[0]), e.radius90, fill=False,
-                                edgecolor="cyan", linewidth=1.2))
-            ax.set_title(f"{stage}\nr90 {e.radius90:.1f} px, reached {100 * e.support:.0f}%",
-                         fontsize=9)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
-
-
-def plot_erf_overlay(
-    photo: torch.Tensor,
-    erfs: Mapping[str, ERF],
-    *,
-    decades: float = 4.0,
-    name: str = "08_erf_photo",
-):
-    """Effective receptive fields laid over a photograph ``[3, H, W]`` (the maps at the photo's
-    size): the photo, dimmed, with each map as a heat layer on a log scale over ``decades``
-    decades of its maximum (so the weak, far-away part stays visible), its 90 % circle and its
-    centre. Saved as ``figures/<name>.png``; returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if photo.dim() != 3 or photo.shape[0] != 3:
-        raise ValueError(f"expected a photo [3, H, W], got {tuple(photo.shape)}")
-    if not erfs:
-        raise ValueError("nothing to overlay")
-    for label, e in erfs.items():
-        if tuple(e.map.shape) != tuple(photo.shape[-2:]):
-            raise ValueError(f"{label}: map {tuple(e.map.shape)} != photo {tuple(photo.shape[-2:])}")
-    img = photo.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy()  # [3, H, W] -> [H, W, 3]
-    fig, axes = plt.subplots(1, len(erfs), figsize=(3.3 * len(erfs), 3.6), squeeze=False)
-    for ax, (label, e) in zip(axes[0], erfs.items()):
-        m = e.map.double()
-        rel = (m / m.max()).clamp_min(10.0 ** -decades)
-        heat = (1 + rel.log10() / decades).numpy()  # 10^-decades -> 0, the maximum -> 1
-        ax.imshow(img * 0.5, interpolation="nearest")
-        ax.imshow(heat, cmap="inferno", alpha=0.75 * heat, vmin=0, vmax=1, interpolation="nearest")
-        ax.add_patch(Circle((e.centre[1], e.centre[0]), e.radius90, fill=False,
-                            edgecolor="cyan", linewidth=1.5))
-        ax.plot(e.centre[1], e.centre[0], marker="+", color="cyan", markersize=9)
-        ax.set_title(f"{label}\n90% within {e.radius90:.0f} px", fontsize=9.5)
-        ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig

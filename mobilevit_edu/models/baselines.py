@@ -13,6 +13,10 @@ sampler).
   input sizes), ``depth`` pre-norm encoder layers (``transformer.TransformerEncoderLayer`` with
   GELU and FFN ratio 4), a final LayerNorm and a linear head on the class token;
   5,717,416 parameters at the DeiT-Tiny defaults.
+
+Both follow the library's feature contract (see ``models.mobilevit``): ``forward_intermediates``
+(MobileNetV2: the last block at each output stride 2..32; ViT: the token grid after each encoder
+layer, all at the patch stride), ``feature_info``, ``forward_features``, ``forward_head``.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class MobileNetV2(nn.Module):
         stem_ch = make_divisible(32 * width, 8)
         self.stem = ConvBNAct(in_channels, stem_ch, 3, stride=2, act=act)
         blocks: list[nn.Module] = []
-        self.feature_info: list[dict] = []
+        last: dict[int, dict] = {}  # output stride -> the last block at that stride
         c_in, stride_so_far = stem_ch, 2
         for t, c, n, s in MOBILENETV2_SETTINGS:
             c_out = make_divisible(c * width, 8)
@@ -68,23 +72,44 @@ class MobileNetV2(nn.Module):
                 blocks.append(InvertedResidual(c_in, c_out, stride, t, act=act))
                 c_in = c_out
             stride_so_far *= s
-            self.feature_info.append({"name": f"blocks.{len(blocks) - 1}", "channels": c_out,
-                                      "stride": stride_so_far})
+            last[stride_so_far] = {"name": f"blocks.{len(blocks) - 1}", "channels": c_out,
+                                   "stride": stride_so_far}
         self.blocks = nn.Sequential(*blocks)
+        # one stage per output stride (2, 4, 8, 16, 32): blocks 0, 2, 5, 12, 16
+        self.feature_info: list[dict] = list(last.values())
+        self._stage_ends = [int(info["name"].split(".")[1]) for info in self.feature_info]
         self.num_features = make_divisible(1280 * max(1.0, width), 8)
         self.conv_1x1_exp = ConvBNAct(c_in, self.num_features, 1, act=act)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else None
         init_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of the last block at each output stride 2, 4, 8, 16, 32: one
+        ``[B, C_i, H/s_i, W/s_i]`` map per entry of ``feature_info``."""
         check_image_batch(x, self.in_channels)
-        return self.blocks(self.stem(x))  # [B, 3, H, W] -> [B, 320 w, H/32, W/32]
+        x = self.stem(x)  # [B, 3, H, W] -> [B, 32 w, H/2, W/2]
+        features = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self._stage_ends:
+                features.append(x)
+        return features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv_1x1_exp(self.forward_features(x))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map before pooling: ``[B, 3, H, W] -> [B, 320 w, H/32, W/32]``."""
+        check_image_batch(x, self.in_channels)
+        return self.blocks(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """1x1 conv to 1280 channels, global pool, dropout, linear (the pooled vector without
+        a classifier)."""
+        x = self.conv_1x1_exp(x)  # [B, 320 w, h, w] -> [B, 1280, h, w]
         x = x.mean(dim=(-2, -1))  # [B, 1280, h, w] -> [B, 1280]
         return x if self.classifier is None else self.classifier(self.dropout(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 class ViT(nn.Module):
@@ -124,24 +149,31 @@ class ViT(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.num_features = embed_dim
+        # every encoder layer is a stage: the token grid at the patch stride
+        self.feature_info = [{"name": f"blocks.{i}", "channels": embed_dim, "stride": patch_size}
+                             for i in range(depth)]
         self.classifier = nn.Linear(embed_dim, num_classes) if num_classes > 0 else None
         init_weights(self)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.kaiming_normal_(self.patch_embed.weight, mode="fan_in")
 
-    def _position_embedding(self, gh: int, gw: int) -> torch.Tensor:
+    def position_embedding(self, gh: int, gw: int) -> torch.Tensor:
+        """The learned position embeddings for a ``gh x gw`` token grid, ``[1, 1 + gh*gw, D]``
+        (class token first): the stored ``image_size / patch_size`` grid, resized bilinearly
+        when the grid differs."""
         cls_pos, grid_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
         g = self.image_size // self.patch_size
         if (gh, gw) == (g, g):
             return self.pos_embed
-        # [1, g*g, D] -> [1, D, g, g] -> resize -> [1, gh*gw, D]
-        grid_pos = grid_pos.reshape(1, g, g, -1).permute(0, 3, 1, 2)
+        grid_pos = grid_pos.reshape(1, g, g, -1).permute(0, 3, 1, 2)  # [1, g*g, D] -> [1, D, g, g]
         grid_pos = F.interpolate(grid_pos, size=(gh, gw), mode="bilinear", align_corners=False)
-        grid_pos = grid_pos.flatten(2).transpose(1, 2)
+        grid_pos = grid_pos.flatten(2).transpose(1, 2)  # [1, D, gh, gw] -> [1, gh*gw, D]
         return torch.cat((cls_pos, grid_pos), dim=1)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images -> the token sequence the encoder layers read, ``[B, 1 + N, D]`` (class token
+        first, position embeddings added), and the token grid ``(gh, gw)``."""
         check_image_batch(x, self.in_channels, min_size=self.patch_size)
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(
@@ -151,10 +183,32 @@ class ViT(nn.Module):
         x = self.patch_embed(x)  # [B, 3, H, W] -> [B, D, H/p, W/p]
         gh, gw = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)  # [B, D, gh, gw] -> [B, gh*gw, D]
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat((cls, x), dim=1) + self._position_embedding(gh, gw)  # [B, 1+N, D]
+        cls = self.cls_token.expand(x.shape[0], -1, -1)  # [1, 1, D] -> [B, 1, D]
+        x = torch.cat((cls, x), dim=1) + self.position_embedding(gh, gw)  # [B, 1+N, D]
+        return x, (gh, gw)
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The token grid after every encoder layer (before the final norm), class token
+        dropped: one ``[B, D, H/p, W/p]`` map per layer, all at stride p (``feature_info``)."""
+        x, (gh, gw) = self.embed(x)
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            # [B, 1+N, D] -> [B, N, D] -> [B, D, N] -> [B, D, gh, gw]
+            features.append(x[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, gh, gw))
+        return features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised tokens before the head picks the class token: ``[B, 1 + N, D]``
+        (as timm's ViT; a ViT has no map before pooling, its "pooling" is the class token)."""
+        x, _ = self.embed(x)
         return self.norm(self.blocks(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)[:, 0]  # the class token: [B, 1+N, D] -> [B, D]
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The class token of ``forward_features`` -> logits (the token itself without a
+        classifier)."""
+        x = x[:, 0]  # the class token: [B, 1+N, D] -> [B, D]
         return x if self.classifier is None else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

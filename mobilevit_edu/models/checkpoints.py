@@ -24,18 +24,20 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 __all__ = [
     "Layout",
+    "LAYOUTS",
     "CheckpointError",
     "detect_layout",
     "key_map",
     "to_ours",
     "from_ours",
+    "read_checkpoint_file",
     "read_state_dict",
     "load_checkpoint",
     "save_checkpoint",
@@ -48,7 +50,9 @@ _QKV = ("query", "key", "value")
 
 
 class CheckpointError(KeyError):
-    """A checkpoint that does not fit the model (missing, unexpected or mis-shaped tensors)."""
+    """A checkpoint that cannot be read (missing, truncated, corrupt or unsafe file) or does not
+    fit the model (missing, unexpected or mis-shaped tensors); the message names the file or the
+    keys, and the fix."""
 
     def __str__(self) -> str:  # KeyError would print the message inside quotes
         return str(self.args[0])
@@ -195,6 +199,11 @@ def to_ours(
             used.update(theirs)  # their counterpart is not "unexpected" either
             continue
         if not all(t in state_dict for t in theirs):
+            if key.endswith(".num_batches_tracked"):
+                # BatchNorm's step counter: only used when momentum is None, and PyTorch, timm
+                # and Hugging Face all load without it; keep the model's own value
+                converted[key] = ours[key]
+                continue
             missing.extend(t for t in theirs if t not in state_dict)
             continue
         tensor = torch.cat([state_dict[t] for t in theirs], 0) if len(theirs) > 1 else state_dict[theirs[0]]
@@ -235,19 +244,75 @@ def from_ours(model: nn.Module, layout: Layout) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors``, ``.pt``/``.pth``/``.bin`` file safely (``weights_only=True``)."""
+_NOT_READABLE_FIX = (
+    "Fix: copy or download the file again (it may have been cut short by a full disk or an "
+    "interrupted transfer), or point to another checkpoint"
+)
+
+
+def _reason(err: Exception) -> str:
+    """One short line from a reader's error (torch's weights-only errors run to a paragraph)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0].split(". Please use")[0] if lines else "no details"
+    return f"{type(err).__name__}: {first}"[:200]
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> dict[str, torch.Tensor | Any]:
+    """The dict stored in a ``.safetensors`` or ``.pt``/``.pth``/``.bin`` file, read safely
+    (``torch.load(weights_only=True)``: tensors and plain Python values only), on the CPU.
+
+    Whatever goes wrong reading it (no such file, a truncated or corrupt file, one that is not
+    a checkpoint at all, one holding Python objects that ``weights_only`` refuses, one holding
+    something other than a dict) raises a :class:`CheckpointError` that names the file and the
+    fix, never a raw zip, pickle or safetensors error. The training loop's ``resume`` and
+    :func:`load_checkpoint` both read files through it.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {what}. Fix: pass the path of a .pt, .pth, .bin or "
+            ".safetensors file (written by save_checkpoint, torch.save or safetensors)"
+        )
+    kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch (torch.save)"
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as err:  # zip, pickle, EOF, OS, KeyError (torch's zip reader), safetensors
+        reason = _reason(err)
+        if "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"{path} holds Python objects that torch.load(weights_only=True) refuses to "
+                f"unpickle ({reason}). Fix: re-save it with tensors and plain values only, "
+                "e.g. torch.save(model.state_dict(), path); if you trust the file, load it "
+                "yourself with torch.load(path, weights_only=False)"
+            ) from err
+        raise CheckpointError(
+            f"{path} is not a readable {kind} checkpoint: it is truncated, corrupt or not a "
+            f"checkpoint at all ({path.stat().st_size:,} bytes; {reason}). {_NOT_READABLE_FIX}"
+        ) from err
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return _unwrap(obj)
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a dict of tensors. Fix: save a state dict, "
+            "e.g. torch.save(model.state_dict(), path) or save_checkpoint({...}, path)"
+        )
+    return dict(obj)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file (see :func:`read_checkpoint_file`), unwrapped from
+    ``{'state_dict': ...}`` / ``{'model': ...}`` and a DistributedDataParallel ``module.``
+    prefix."""
+    return _unwrap(read_checkpoint_file(path))
 
 
 def load_checkpoint(

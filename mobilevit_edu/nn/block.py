@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mobilevit_edu.nn.layers import ConvBNAct
+from mobilevit_edu.nn.layers import ConvBNAct, to_pair
 from mobilevit_edu.nn.patches import fold, unfold
 from mobilevit_edu.nn.transformer import TransformerEncoderLayer
 
@@ -49,7 +49,7 @@ class MobileViTBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.channels, self.transformer_dim, self.depth = channels, transformer_dim, depth
-        self.patch_size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        self.patch_size = to_pair(patch_size, "patch_size")
         # 1. local representation
         self.conv_kxk = ConvBNAct(channels, channels, kernel_size)
         self.conv_1x1 = nn.Conv2d(channels, transformer_dim, 1, bias=False)
@@ -84,105 +84,3 @@ class MobileViTBlock(nn.Module):
         if self.fusion is None:
             return y
         return self.fusion(torch.cat((x, y), dim=1))  # [B, 2C, H, W] -> [B, C, H, W]
-
-
-# --- figures (chapter 05) ---------------------------------------------------------------------
-PART_COLOURS = {"input": "#bbbbbb", "local": "#4c72b0", "global": "#dd8452", "fusion": "#55a868"}
-
-
-def plot_block_shapes(
-    steps: list[tuple[str, str, str]],
-    *,
-    skip: tuple[int, int] | None = None,
-    title: str = "MobileViT block",
-    name: str = "mobilevit_block_shapes",
-):
-    """A top-to-bottom diagram of a block: one box per step, coloured by the part it belongs to.
-
-    ``steps`` are ``(part, label, shape)`` triples in forward order, ``part`` one of ``input``,
-    ``local``, ``global``, ``fusion``; ``skip=(i, j)`` draws an arrow from box ``i`` to box ``j``
-    (the input that is concatenated before the fusion conv). Saved as ``figures/<name>.png``;
-    returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
-
-    from mobilevit_edu.plots.save import save_figure
-
-    unknown = {part for part, _, _ in steps} - set(PART_COLOURS)
-    if not steps or unknown:
-        raise ValueError(f"need at least one step; unknown parts {sorted(unknown)}")
-    n = len(steps)
-    fig, ax = plt.subplots(figsize=(6.6, 0.62 * n + 0.9))
-    box_w, box_h, x0 = 6.0, 0.62, 1.0
-    ys = [n - 1 - i for i in range(n)]  # the first step at the top
-    for (part, label, shape), y in zip(steps, ys):
-        ax.add_patch(
-            FancyBboxPatch(
-                (x0, y - box_h / 2), box_w, box_h, boxstyle="round,pad=0.02,rounding_size=0.12",
-                facecolor=PART_COLOURS[part], edgecolor="black", linewidth=0.8, alpha=0.9,
-            )
-        )
-        ax.text(x0 + 0.15, y, label, va="center", ha="left", fontsize=9.5, color="black")
-        ax.text(x0 + box_w - 0.15, y, shape, va="center", ha="right", fontsize=9.5,
-                family="monospace", color="black")
-    for y_from, y_to in zip(ys[:-1], ys[1:]):
-        ax.annotate("", xy=(x0 + box_w / 2, y_to + box_h / 2),
-                    xytext=(x0 + box_w / 2, y_from - box_h / 2),
-                    arrowprops={"arrowstyle": "->", "lw": 1.0})
-    if skip is not None:
-        i, j = skip
-        ax.add_patch(
-            FancyArrowPatch(
-                (x0 + box_w, ys[i]), (x0 + box_w, ys[j]), connectionstyle="arc3,rad=-0.35",
-                arrowstyle="->", mutation_scale=12, lw=1.2, color="black",
-            )
-        )
-        ax.text(x0 + box_w + 0.95, (ys[i] + ys[j]) / 2, "input X\n(skip)", fontsize=9, va="center")
-    parts = [p for p in PART_COLOURS if any(s[0] == p for s in steps)]
-    ax.legend(handles=[Patch(facecolor=PART_COLOURS[p], edgecolor="black", label=p) for p in parts],
-              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(parts), fontsize=9)
-    ax.set_xlim(0.5, x0 + box_w + 2.2)
-    ax.set_ylim(-0.6, n - 0.4)
-    ax.set_title(title, fontsize=11)
-    ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
-
-
-def plot_influence_maps(
-    maps: list[torch.Tensor],
-    titles: list[str],
-    pixel: tuple[int, int],
-    *,
-    name: str = "mobilevit_block_influence",
-):
-    """How much every output pixel changed when one input pixel was nudged, one panel per model.
-
-    ``maps`` are ``[H, W]`` tensors of non-negative changes (e.g. summed over channels), drawn on
-    one shared log scale (exact zeros shown as the bottom colour); ``pixel`` (row, column) is
-    marked. Saved as ``figures/<name>.png``; returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if len(maps) != len(titles) or not maps:
-        raise ValueError("need one title per map")
-    vmax = max(float(m.max()) for m in maps)
-    if vmax <= 0:
-        raise ValueError("every map is zero: nothing changed")
-    norm = LogNorm(vmin=vmax * 1e-5, vmax=vmax)
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps) + 0.8, 3.6), squeeze=False)
-    for ax, m, title in zip(axes[0], maps, titles):
-        im = ax.imshow(m.detach().float().clamp_min(vmax * 1e-5).numpy(), cmap="inferno", norm=norm)
-        ax.plot(pixel[1], pixel[0], marker="+", color="cyan", markersize=10, mew=1.5)
-        changed = int((m > 0).sum())
-        ax.set_title(f"{title}\n{changed} of {m.numel()} pixels changed", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.025, pad=0.02, label="|change| (log)")
-    save_figure(fig, name)
-    return fig

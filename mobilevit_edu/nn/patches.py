@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from mobilevit_edu.nn.layers import to_pair
+
 __all__ = [
     "PatchGrid",
     "patch_grid",
@@ -65,20 +67,13 @@ class PatchGrid(NamedTuple):
         return (self.new_height, self.new_width) != (self.height, self.width)
 
 
-def _pair(patch_size: int | tuple[int, int]) -> tuple[int, int]:
-    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    if ph < 1 or pw < 1:
-        raise ValueError(f"patch size must be >= 1, got {(ph, pw)}")
-    return int(ph), int(pw)
-
-
 def patch_grid(x: torch.Tensor, patch_size: int | tuple[int, int]) -> PatchGrid:
     """The grid ``unfold`` will use for ``x``: H and W rounded up to multiples of the patch."""
     if x.dim() != 4:
         raise ValueError(
             f"expected a feature map [B, C, H, W], got a tensor with shape {tuple(x.shape)}"
         )
-    ph, pw = _pair(patch_size)
+    ph, pw = to_pair(patch_size, "patch size")
     b, c, h, w = x.shape
     new_h, new_w = math.ceil(h / ph) * ph, math.ceil(w / pw) * pw
     return PatchGrid(b, c, h, w, new_h, new_w, ph, pw)
@@ -105,7 +100,7 @@ def _check_patches(patches: torch.Tensor, grid: PatchGrid) -> None:
 # --- 1. loops: obviously right ---------------------------------------------------------------
 def unfold_loop(x: torch.Tensor, patch_size: int | tuple[int, int] = 2) -> torch.Tensor:
     """``[B, C, H, W] -> [B*P, N, C]`` by visiting every patch and every pixel in it."""
-    ph, pw = _pair(patch_size)
+    ph, pw = to_pair(patch_size, "patch size")
     if x.dim() != 4:
         raise ValueError(f"expected [B, C, H, W], got shape {tuple(x.shape)}")
     _require_divisible(x, ph, pw)
@@ -143,7 +138,7 @@ def fold_loop(patches: torch.Tensor, grid: PatchGrid) -> torch.Tensor:
 # --- 2. einops: the idea in one line ---------------------------------------------------------
 def unfold_einops(x: torch.Tensor, patch_size: int | tuple[int, int] = 2) -> torch.Tensor:
     """``[B, C, H, W] -> [B*P, N, C]`` with one rearrange."""
-    ph, pw = _pair(patch_size)
+    ph, pw = to_pair(patch_size, "patch size")
     _require_divisible(x, ph, pw)
     # [B, C, nh*ph, nw*pw] -> [B*ph*pw, nh*nw, C]
     return rearrange(x, "b c (nh ph) (nw pw) -> (b ph pw) (nh nw) c", ph=ph, pw=pw)
@@ -210,135 +205,3 @@ def fold(
             x, size=(grid.height, grid.width), mode="bilinear", align_corners=False
         )
     return x
-
-
-# --- figures (chapter 03) ----------------------------------------------------------------------
-_POSITION_COLORS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628",
-                    "#f781bf", "#999999", "#17becf")
-
-
-def plot_patch_sequences(
-    photo: torch.Tensor,
-    patch_size: int = 2,
-    *,
-    crop: tuple[int, int, int] = (40, 52, 8),
-    name: str = "03_unfold_patch_sequences",
-) -> "matplotlib.figure.Figure":
-    """The patch grid on a photograph and the P sequences ``unfold`` makes of it.
-
-    Top: the photo ``[3, H, W]`` with a ``crop = (top, left, size)`` box, and that crop enlarged
-    with patch borders (black), pixel borders (grey) and every pixel's position p inside its
-    patch. Bottom: for every p, the N pixels of sequence p (row p of ``unfold``'s output) laid out
-    on the n_h x n_w patch grid; each is the photo sampled with stride ``patch_size``.
-    Saves ``figures/<name>.png`` and returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if photo.dim() != 3 or photo.shape[0] != 3:
-        raise ValueError(f"expected a photo [3, H, W], got {tuple(photo.shape)}")
-    ph, pw = _pair(patch_size)
-    if ph * pw > len(_POSITION_COLORS):
-        raise ValueError(f"at most {len(_POSITION_COLORS)} pixels per patch can be drawn")
-    top, left, size = crop
-    if top % ph or left % pw or size % ph or size % pw:
-        raise ValueError(f"crop {crop} must start and end on patch borders ({ph}x{pw})")
-    _, h, w = photo.shape
-    seq, grid = unfold(photo[None], (ph, pw))  # [1, 3, H, W] -> [P, N, 3]
-    nh, nw = grid.new_height // ph, grid.new_width // pw
-    views = seq.reshape(ph * pw, nh, nw, 3).clamp(0, 1).cpu().numpy()  # [P, N, 3] -> [P, nh, nw, 3]
-    img = photo.permute(1, 2, 0).clamp(0, 1).cpu().numpy()  # [3, H, W] -> [H, W, 3]
-
-    p_count = ph * pw
-    fig = plt.figure(figsize=(2.6 * max(p_count, 4), 2.6 * max(p_count, 4) / 2 + 3.2))
-    gs = fig.add_gridspec(2, 2 * p_count, height_ratios=[1.35, 1])
-    ax_photo = fig.add_subplot(gs[0, :p_count])
-    ax_zoom = fig.add_subplot(gs[0, p_count:])
-    ax_photo.imshow(img)
-    ax_photo.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False,
-                                 edgecolor="yellow", linewidth=2))
-    ax_photo.set_title(f"photo {h}x{w}: {nh}x{nw} = {nh * nw} patches of {ph}x{pw} pixels")
-    ax_zoom.imshow(img[top:top + size, left:left + size], interpolation="nearest")
-    for k in range(size + 1):  # pixel borders grey, patch borders black
-        ax_zoom.axhline(k - 0.5, color="black" if k % ph == 0 else "0.6",
-                        linewidth=2.5 if k % ph == 0 else 0.8)
-        ax_zoom.axvline(k - 0.5, color="black" if k % pw == 0 else "0.6",
-                        linewidth=2.5 if k % pw == 0 else 0.8)
-    for i in range(size):
-        for j in range(size):
-            p = (i % ph) * pw + j % pw
-            ax_zoom.text(j, i, str(p), ha="center", va="center", fontsize=9, fontweight="bold",
-                         color=_POSITION_COLORS[p],
-                         bbox=dict(boxstyle="round,pad=0.1", facecolor="white", alpha=0.7,
-                                   linewidth=0))
-    ax_zoom.set_title("yellow box enlarged: position p of each pixel in its patch")
-    for ax in (ax_photo, ax_zoom):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for p in range(p_count):
-        ax = fig.add_subplot(gs[1, 2 * p:2 * p + 2])
-        ax.imshow(views[p])
-        ax.set_title(f"sequence p={p}: pixel ({p // pw},{p % pw})\nof all {nh * nw} patches",
-                     color=_POSITION_COLORS[p], fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    save_figure(fig, name)
-    return fig
-
-
-def plot_gradient_maps(
-    photo: torch.Tensor,
-    maps: dict[str, torch.Tensor],
-    pixel: tuple[int, int],
-    *,
-    name: str = "03_fig4_gradient_maps",
-) -> "matplotlib.figure.Figure":
-    """Which input pixels one output pixel depends on, one panel per model.
-
-    ``maps`` holds ``[H, W]`` gradient magnitudes of the output pixel ``pixel = (row, col)``
-    with respect to every input pixel; zeros (no dependence at all) are drawn white, the rest as
-    ``log10 |grad|``. The first panel is the input photo ``[3, H, W]`` with the pixel marked.
-    Saves ``figures/<name>.png`` and returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from mobilevit_edu.plots.save import save_figure
-
-    if not maps:
-        raise ValueError("maps is empty")
-    h, w = photo.shape[-2:]
-    for label, g in maps.items():
-        if tuple(g.shape) != (h, w):
-            raise ValueError(f"map {label!r} has shape {tuple(g.shape)}, expected {(h, w)}")
-    r, c = pixel
-    logs = [torch.log10(g.detach().abs().double()[g != 0]) for g in maps.values()]
-    logs = [v for v in logs if v.numel()]
-    vmin = min(float(v.min()) for v in logs) if logs else -1.0
-    vmax = max(float(v.max()) for v in logs) if logs else 0.0
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
-    image = None
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3.6 * (len(maps) + 1), 4.2))
-    axes[0].imshow(photo.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
-    axes[0].set_title(f"input {h}x{w}, output pixel ({r},{c})")
-    for ax, (label, g) in zip(axes[1:], maps.items()):
-        g = g.detach().abs().double().cpu().numpy()
-        nonzero = g != 0
-        shown = np.ma.masked_where(~nonzero, np.log10(np.where(nonzero, g, 1.0)))
-        image = ax.imshow(shown, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
-        ax.set_title(f"{label}\n{int(nonzero.sum())} of {h * w} pixels matter", fontsize=10)
-    for ax in axes:
-        ax.plot(c, r, marker="x", color="red", markersize=10, markeredgewidth=2.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():  # frame every map, whatever the style says
-            spine.set_visible(True)
-    fig.tight_layout()
-    if image is not None:
-        bar = fig.colorbar(image, ax=list(axes), fraction=0.015, pad=0.01)
-        bar.set_label("log10 |d output / d input pixel|\n(white: exactly 0)", fontsize=9)
-    save_figure(fig, name)
-    return fig

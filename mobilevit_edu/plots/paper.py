@@ -1,20 +1,28 @@
-"""Plots of the paper's reported numbers (nothing here is measured by this book).
+"""Plots of the paper's reported numbers (chapter 01; nothing here is measured by this book).
 
-Each function draws one of the MobileViT paper's comparisons from :mod:`mobilevit_edu.book.paper`,
-labels it as the paper's numbers with the figure it comes from, saves it into ``figures/`` with
-:func:`mobilevit_edu.plots.save.save_figure` and returns the figure so that a notebook shows it.
+Each function draws one of the MobileViT paper's comparisons (§4.1, Fig. 8 and Fig. 9) from the
+tables of :mod:`mobilevit_edu.book.paper`, passed in by the caller (the plotting layer does not
+import the book's tooling), labels it as the paper's numbers with the figure it comes from, and
+returns the figure; it is saved into ``figures/<name>.png`` only when ``name`` is given
+(chapter 01 saves them as ``paper_fig8_cnns`` and ``paper_fig9b_vits``)::
+
+    from mobilevit_edu.book import paper
+    plot_cnn_comparison(paper.TABLES["fig8b"], paper.TABLES["fig8c"])
+    plot_vit_comparison(paper.TABLES["fig9b"])
 
 * :func:`plot_cnn_comparison`: Fig. 8b (light CNNs) and Fig. 8c (heavy CNNs), top-1 vs parameters.
 * :func:`plot_vit_comparison`: Fig. 9b (ViT-based models), top-1 vs parameters, basic vs advanced
   augmentation.
+
+A table is a :class:`mobilevit_edu.book.paper.Table`: a ``source`` ("Fig. 8b") and ``rows``, each
+with ``model``, ``params_m``, ``top1``, ``aug`` and ``is_mobilevit``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from mobilevit_edu.plots.save import save_figure
-from mobilevit_edu.book.paper import TABLES, Entry
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -74,7 +82,7 @@ def _label_points(ax: "Axes", points: Sequence[tuple[float, float, str, bool]]) 
         placed.append(best[1])
 
 
-def _accuracy_vs_params(ax: "Axes", rows: Sequence[Entry], title: str, *, log_x: bool) -> None:
+def _accuracy_vs_params(ax: "Axes", rows: Sequence[Any], title: str, *, log_x: bool) -> None:
     """Scatter top-1 (%) against parameters (M); MobileViT as large stars."""
     for r in rows:
         if r.is_mobilevit:
@@ -97,19 +105,25 @@ def _accuracy_vs_params(ax: "Axes", rows: Sequence[Entry], title: str, *, log_x:
     ax.set_title(title)
 
 
-def plot_cnn_comparison(name: str = "paper_fig8_cnns") -> "Figure":
-    """The paper's Fig. 8b (light CNNs, about 2.5 M parameters, vs MobileViT-XS) and Fig. 8c
-    (heavy CNNs vs MobileViT-S), side by side; saved as ``figures/<name>.png``."""
+def _scored(table: Any) -> list[Any]:
+    """The rows of a paper table that have both a parameter count and a top-1 accuracy."""
+    return [r for r in table.rows if r.params_m is not None and r.top1 is not None]
+
+
+def plot_cnn_comparison(light: Any, heavy: Any, *, name: str | None = None) -> "Figure":
+    """The paper's Fig. 8b (``light``: light CNNs, about 2.5 M parameters, vs MobileViT-XS) and
+    Fig. 8c (``heavy``: heavy CNNs vs MobileViT-S), side by side; pass ``paper.TABLES["fig8b"]``
+    and ``paper.TABLES["fig8c"]``. Saved as ``figures/<name>.png`` only when ``name`` is given."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     panels = [
-        (axes[0], TABLES["fig8b"], "light-weight CNNs", False),
-        (axes[1], TABLES["fig8c"], "heavy-weight CNNs", True),
+        (axes[0], light, "light-weight CNNs", False),
+        (axes[1], heavy, "heavy-weight CNNs", True),
     ]
     for ax, tab, what, log_x in panels:
-        rows = [r for r in tab.rows if isinstance(r, Entry)]
+        rows = _scored(tab)
         _accuracy_vs_params(ax, rows, f"paper ({tab.source}): {what}", log_x=log_x)
         if log_x:
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -117,24 +131,25 @@ def plot_cnn_comparison(name: str = "paper_fig8_cnns") -> "Figure":
             ax.set_xticks([5, 10, 20, 50])
     fig.tight_layout()
     for ax, tab, _, _ in panels:
-        _label_points(ax, [(r.params_m, r.top1, r.model, r.is_mobilevit) for r in tab.rows])
+        _label_points(ax, [(r.params_m, r.top1, r.model, r.is_mobilevit) for r in _scored(tab)])
     fig.text(0.5, -0.02, CREDIT, ha="center", va="top", fontsize=8, color="0.35")
-    save_figure(fig, name)
+    if name is not None:
+        save_figure(fig, name)
     return fig
 
 
-def plot_vit_comparison(name: str = "paper_fig9b_vits") -> "Figure":
-    """The paper's Fig. 9b: ViT-based models, top-1 against parameters, filled for basic and
-    open for advanced augmentation, MobileViT (basic augmentation only) as stars; saved as
-    ``figures/<name>.png``."""
+def plot_vit_comparison(vits: Any, *, name: str | None = None) -> "Figure":
+    """The paper's Fig. 9b (``vits``: pass ``paper.TABLES["fig9b"]``): ViT-based models, top-1
+    against parameters, filled for basic and open for advanced augmentation, MobileViT (basic
+    augmentation only) as stars. Saved as ``figures/<name>.png`` only when ``name`` is given."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
-    rows = [r for r in TABLES["fig9b"].rows if isinstance(r, Entry)]
+    rows = _scored(vits)
     fig, ax = plt.subplots(figsize=(9, 5.6))
     _accuracy_vs_params(ax, [r for r in rows if r.is_mobilevit],
-                        "paper (Fig. 9b): ViT-based models vs MobileViT", log_x=True)
+                        f"paper ({vits.source}): ViT-based models vs MobileViT", log_x=True)
     for r in rows:
         if r.is_mobilevit:
             continue
@@ -162,5 +177,6 @@ def plot_vit_comparison(name: str = "paper_fig9b_vits") -> "Figure":
                                               else " (basic)"), r.is_mobilevit) for r in rows]
     _label_points(ax, labels)
     fig.text(0.5, -0.01, CREDIT, ha="center", va="top", fontsize=8, color="0.35")
-    save_figure(fig, name)
+    if name is not None:
+        save_figure(fig, name)
     return fig
