@@ -193,7 +193,7 @@ def test_plot_latency_vs_macs(tmp_path, monkeypatch):
     plt.close(plot_latency_vs_macs(pts))  # no name: nothing is written
     fig = plot_time_vs_macs_share({"conv": 3.0, "attention": 1.0, "total": 4.0},
                                   {"conv": 2.0, "copy / layout": 2.0}, name="t_share")
-    assert len(fig.axes[0].patches) == 3
+    assert len(fig.axes[0].patches) == 4  # two segments per bar
     plt.close(fig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t_lat.png", "t_share.png"]
 

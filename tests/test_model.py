@@ -1,10 +1,6 @@
 """The network: architecture facts (parameter counts), shapes, output strides, errors, and the
 feature contract every registered model follows."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -179,12 +175,3 @@ def test_every_model_follows_the_feature_contract(name):
         if feats.dim() == 4:  # a CNN: the last map before pooling is the last stage's output
             assert torch.equal(feats, maps[-1])
 
-
-def test_the_network_does_not_import_matplotlib():
-    code = ("import sys, mobilevit_edu.models.registry, mobilevit_edu.models.checkpoints; "
-            "sys.exit(any(m.startswith('matplotlib') for m in sys.modules))")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-    package = Path(__file__).resolve().parents[1] / "mobilevit_edu"
-    for folder in ("nn", "models"):
-        for path in (package / folder).glob("*.py"):
-            assert "matplotlib" not in path.read_text(), path

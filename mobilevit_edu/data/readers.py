@@ -90,7 +90,10 @@ class CIFAR10(Dataset):
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, int]:
         size, i = parse_key(key, self.image_size, len(self))
         image = self.data[i].float() / 255.0  # uint8 [3, 32, 32] -> float in [0, 1]
-        image = apply_at_size(self.transform, image, size) if self.transform is not None else resize_image(image, size)
+        if self.transform is not None:
+            image = apply_at_size(self.transform, image, size)
+        else:
+            image = resize_image(image, size)
         return image, self.targets[i]
 
 
@@ -152,5 +155,8 @@ class ImageFolder(Dataset):
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, int]:
         size, i = parse_key(key, self.image_size, len(self))
         image = self.load(i)
-        image = apply_at_size(self.transform, image, size) if self.transform is not None else fit_to_size(image, size)
+        if self.transform is not None:
+            image = apply_at_size(self.transform, image, size)
+        else:
+            image = fit_to_size(image, size)
         return image, self.samples[i][1]

@@ -59,6 +59,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from mobilevit_edu.models.mobilevit import MobileViT
+from mobilevit_edu.nn.block import MobileViTBlock
 from mobilevit_edu.nn.layers import to_pair
 
 __all__ = [
@@ -145,9 +147,6 @@ def size_multiple(model: nn.Module) -> int:
     patch, i.e. H divisible by s * p_h and W by s * p_w; the answer is the least common multiple
     over the blocks (64 for XXS / XS / S: 2 x 2 patches at stride 32; also 64 for (8, 4, 2)).
     A network without MobileViT blocks (MobileNetV2) has no such constraint: 1."""
-    from mobilevit_edu.nn.block import MobileViTBlock
-    from mobilevit_edu.models.mobilevit import MobileViT
-
     vits = [m for m in model.modules() if isinstance(m, MobileViT)]
     blocks = [m for m in model.modules() if isinstance(m, MobileViTBlock)]
     if not blocks:
@@ -205,9 +204,10 @@ def export_onnx(
     ``image_size``: an int or (H, W) for a fixed resolution, or ``None`` for dynamic H and W
     (multiples of ``size_multiple(model)``; see the module docstring). ``dynamic_batch`` makes
     the batch symbolic; without it the file takes exactly ``batch`` images, which lets ONNX
-    Runtime fold every shape computation into constants (about 3 % faster for XXS at batch 1). The input is named ``images``, the output ``logits``. The file is
-    written next to its destination under a temporary name, checked with ``onnx.checker`` and
-    then renamed, so a failed export never leaves a half-written file behind.
+    Runtime fold every shape computation into constants (about 3 % faster for XXS at batch 1).
+    The input is named ``images``, the output ``logits``. The file is written next to its
+    destination under a temporary name, checked with ``onnx.checker`` and then renamed, so a
+    failed export never leaves a half-written file behind.
 
     ``exporter="dynamo"`` (default) uses ``torch.onnx.export(dynamo=True)``; ``"torchscript"``
     the deprecated tracer, for a fixed resolution only."""

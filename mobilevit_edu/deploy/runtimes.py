@@ -29,6 +29,7 @@ from mobilevit_edu.deploy.export import eval_mode
 from mobilevit_edu.deploy.inference import compile_model, optimize_for_inference
 from mobilevit_edu.deploy.onnx_runtime import onnx_session
 from mobilevit_edu.measure.latency import Timing, threads, time_interleaved
+from mobilevit_edu.nn import block as block_module
 from mobilevit_edu.nn.layers import to_pair
 
 __all__ = ["RUNTIMES", "RuntimeLatency", "compare_runtimes", "time_unfold_fold"]
@@ -58,8 +59,6 @@ def time_unfold_fold(
     and ``fold`` are wrapped with a timer for the duration of the call and restored afterwards.
     ``clock="cpu"`` uses the process's CPU time (steadier on a shared machine with one thread),
     ``"wall"`` the wall clock."""
-    from mobilevit_edu.nn import block as block_module
-
     if clock not in ("cpu", "wall"):
         raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
     now = time.process_time if clock == "cpu" else time.perf_counter
