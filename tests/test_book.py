@@ -108,7 +108,8 @@ def test_real_manifest_order_titles_budgets():
         assert all(isinstance(p, str) for p in c.paper)
         assert c.modules, f"{c.path} lists no module"
     assert book.chapters[6].modules == [
-        "models.mobilevit", "models.baselines", "models.registry", "models.checkpoints"
+        "models.mobilevit", "models.baselines", "models.registry", "models.checkpoints",
+        "plots.network",
     ]
 
 

@@ -20,7 +20,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from mobilevit_edu.nn.layers import to_pair
 from mobilevit_edu.nn.patches import unfold
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = [
     "PART_COLOURS",
@@ -69,10 +69,7 @@ def plot_param_breakdown(
     ax.xaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
     ax.grid(axis="y", visible=False)
     ax.legend(loc="upper right", fontsize=9)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 # --- chapter 03: unfold -------------------------------------------------------------------------
@@ -142,10 +139,7 @@ def plot_patch_sequences(
                      color=_POSITION_COLORS[p], fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 # --- chapter 04: attention and the encoder layer ------------------------------------------------
@@ -191,10 +185,7 @@ def plot_attention_maps(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_attention_cost(
@@ -228,10 +219,7 @@ def plot_attention_cost(
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=9)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_layer_params(
@@ -269,10 +257,7 @@ def plot_layer_params(
     ax.set_xlim(0, 1.18 * max(sum(b.values()) for b in breakdowns.values()))
     ax.legend(ncol=len(parts), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
               frameon=False)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 # --- chapter 05: the MobileViT block ------------------------------------------------------------
@@ -330,7 +315,4 @@ def plot_block_shapes(
     ax.set_ylim(-0.6, n - 0.4)
     ax.set_title(title, fontsize=11)
     ax.axis("off")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

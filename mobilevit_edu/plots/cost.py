@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from mobilevit_edu.measure.flops import COLUMNS, MacCount
 from mobilevit_edu.measure.memory import StrideMemory
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_mac_breakdown", "plot_memory_per_os", "plot_latency_vs_macs", "plot_time_vs_macs_share"]
 
@@ -47,10 +47,7 @@ def plot_mac_breakdown(counts: dict[str, MacCount], *, name: str | None = None) 
     ax.set_xlabel("multiply-adds per image (G)")
     ax.legend(ncol=len(cols), fontsize=8.5, loc="lower center", bbox_to_anchor=(0.5, 1.0),
               frameon=False)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_memory_per_os(
@@ -82,10 +79,7 @@ def plot_memory_per_os(
     ax.set_ylabel(ylabel)
     ax.grid(False, axis="x")
     ax.legend(fontsize=8.5)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_latency_vs_macs(
@@ -131,10 +125,7 @@ def plot_latency_vs_macs(
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8.5, loc="upper left")
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_time_vs_macs_share(
@@ -174,7 +165,4 @@ def plot_time_vs_macs_share(
     if title:
         ax.set_title(title, fontsize=11)
     ax.legend(ncol=4, fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from mobilevit_edu.data.shapes import TASKS, ShapesDataset
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_shapes_gallery", "plot_augmentations"]
 
@@ -40,10 +40,7 @@ def plot_shapes_gallery(dataset: ShapesDataset, n: int = 8, size: int = 96, *,
     axes[0, 0].set_ylabel("image + boxes", fontsize=8)
     axes[1, 0].set_ylabel("mask", fontsize=8)
     fig.suptitle(f"ShapesDataset, task {dataset.task!r} ({TASKS[dataset.task]})", fontsize=10)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_augmentations(image: torch.Tensor, transform: Callable[..., torch.Tensor], n: int = 6,
@@ -60,7 +57,4 @@ def plot_augmentations(image: torch.Tensor, transform: Callable[..., torch.Tenso
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mobilevit_edu.deploy.runtimes import RUNTIMES, RuntimeLatency
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_runtime_latency", "plot_time_split"]
 
@@ -61,10 +61,7 @@ def plot_runtime_latency(
     ax.legend(seen.values(), seen.keys(), fontsize=8.5, loc="lower right")
     if title:
         ax.set_title(title, fontsize=11)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_time_split(
@@ -115,7 +112,4 @@ def plot_time_split(
               bbox_to_anchor=(0.5, -0.28 if len(splits) < 4 else -0.18), frameon=False)
     if title:
         ax.set_title(title, fontsize=11)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

@@ -23,7 +23,7 @@ from mobilevit_edu.detection.config import SSDConfig
 from mobilevit_edu.detection.datasets import DetectionSample
 from mobilevit_edu.detection.matching import match_anchors
 from mobilevit_edu.detection.postprocess import Detections
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["DETECTION_COLOURS", "show_image", "plot_anchors", "plot_detections",
            "plot_detector_training"]
@@ -100,9 +100,7 @@ def plot_anchors(image: torch.Tensor, gt_boxes: torch.Tensor, config: SSDConfig 
     ax.set_title(f"{len(pos)} positive anchors for {len(gt_boxes)} objects\n"
                  f"(IoU >= {config.iou_threshold}, or an object's best; {len(anchors):,} anchors "
                  "in all)", fontsize=9.5)
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def plot_detections(images: Sequence[torch.Tensor], detections: Sequence[Detections],
@@ -143,10 +141,7 @@ def plot_detections(images: Sequence[torch.Tensor], detections: Sequence[Detecti
             shown += 1
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_detector_training(history: Any, evals: Mapping[str, Mapping[int, float]] | None = None,
@@ -180,7 +175,4 @@ def plot_detector_training(history: Any, evals: Mapping[str, Mapping[int, float]
         ax.set(xlabel="optimizer step", ylabel="AP (%)", title="validation AP (pycocotools)")
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

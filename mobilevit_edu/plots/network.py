@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_architecture", "plot_param_distribution", "plot_preprocessing"]
 
@@ -75,10 +75,7 @@ def plot_architecture(tables: dict[str, list[dict]], *, name: str | None = None)
     ax.set_xlim(-2.3, len(first) - 0.4)
     ax.set_ylim(-1.45 * (len(tables) - 1) - 0.8, 1.5)
     ax.axis("off")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_param_distribution(
@@ -121,10 +118,7 @@ def plot_param_distribution(
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[p]) for p in parts]
     fig.legend(handles, parts, loc="upper center", ncol=len(parts), bbox_to_anchor=(0.5, 1.06),
                fontsize=9, frameon=False)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_preprocessing(
@@ -158,7 +152,4 @@ def plot_preprocessing(
         left, top, width, height = crop_box
         axes[0].add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False,
                                     edgecolor="white", linestyle="--", linewidth=1.5))
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -133,9 +133,7 @@ def plot_cnn_comparison(light: Any, heavy: Any, *, name: str | None = None) -> "
     for ax, tab, _, _ in panels:
         _label_points(ax, [(r.params_m, r.top1, r.model, r.is_mobilevit) for r in _scored(tab)])
     fig.text(0.5, -0.02, CREDIT, ha="center", va="top", fontsize=8, color="0.35")
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def plot_vit_comparison(vits: Any, *, name: str | None = None) -> "Figure":
@@ -177,6 +175,4 @@ def plot_vit_comparison(vits: Any, *, name: str | None = None) -> "Figure":
                                               else " (basic)"), r.is_mobilevit) for r in rows]
     _label_points(ax, labels)
     fig.text(0.5, -0.01, CREDIT, ha="center", va="top", fontsize=8, color="0.35")
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from mobilevit_edu.measure.receptive_field import ERF, RFRow
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = [
     "plot_receptive_windows",
@@ -80,10 +80,7 @@ def plot_receptive_windows(
     axes[1].set_title("zoom (dashed box on the left)")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False,
                    title="input pixels seen by\none output pixel after")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 # --- chapters 03 and 05: which input pixels an output pixel depends on --------------------------
@@ -134,9 +131,7 @@ def plot_gradient_maps(
     if image is not None:
         bar = fig.colorbar(image, ax=list(axes), fraction=0.015, pad=0.01)
         bar.set_label("log10 |d output / d input pixel|\n(white: exactly 0)", fontsize=9)
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def plot_influence_maps(
@@ -167,9 +162,7 @@ def plot_influence_maps(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.025, pad=0.02, label="|change| (log)")
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 # --- chapter 08: theoretical and effective receptive fields -------------------------------------
@@ -198,9 +191,7 @@ def plot_support_maps(
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, pad=0.02,
                  label="|gradient| / max (log)")
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def plot_rf_growth(
@@ -233,10 +224,7 @@ def plot_rf_growth(
     ax.set_xlabel("layer (convolution or attention stack, in forward order)")
     ax.set_ylabel("receptive field side (input px)")
     ax.legend(fontsize=9, loc="lower right")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_erf_grid(
@@ -273,10 +261,7 @@ def plot_erf_grid(
                          fontsize=9)
             if c == 0:
                 ax.set_ylabel(label, fontsize=10)
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_erf_overlay(
@@ -312,7 +297,4 @@ def plot_erf_overlay(
         ax.plot(e.centre[1], e.centre[0], marker="+", color="cyan", markersize=9)
         ax.set_title(f"{label}\n90% within {e.radius90:.0f} px", fontsize=9.5)
         ax.axis("off")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

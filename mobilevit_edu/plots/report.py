@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,7 +50,4 @@ def plot_report(report: Any, *, name: str | None = None) -> "Figure":
         ax.scatter([], [], color=colour, label=report.kinds[kind])
     ax.legend(loc="lower right", fontsize=7, frameon=True)
     ax.set_title("Every number the book recorded, against the paper's")
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

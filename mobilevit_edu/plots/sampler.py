@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from torch.utils.data import Sampler
 
 from mobilevit_edu.data.sampler import MultiScaleSampler
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_batches_at_resolutions", "plot_schedule", "plot_updates"]
 
@@ -45,10 +45,7 @@ def plot_batches_at_resolutions(dataset, sampler: MultiScaleSampler, indices: Se
         axes[0, c].set_title(f"{size} x {size}\nbatch {b} per GPU", fontsize=9)
     fig.suptitle(f"The same scenes at each resolution (drawn to scale), rule {getattr(sampler, 'rule', '-')!r}",
                  fontsize=10)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_schedule(samplers: dict[str, Sampler], epoch: int = 0, steps: int = 60, *,
@@ -73,10 +70,7 @@ def plot_schedule(samplers: dict[str, Sampler], epoch: int = 0, steps: int = 60,
     axes[2].set_ylim(0, None)
     axes[2].set_xlabel(f"batch (optimizer step) in epoch {epoch}")
     axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.32), ncol=len(samplers), frameon=False)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_updates(rows: Sequence[tuple[str, float, float | None]], *,
@@ -102,7 +96,4 @@ def plot_updates(rows: Sequence[tuple[str, float, float | None]], *,
     ax.set_xlabel("optimizer updates per run (thousands)")
     ax.set_xlim(0, top * 1.18)
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-__all__ = ["figures_dir", "save_figure"]
+__all__ = ["figures_dir", "save_figure", "finish"]
 
 
 def figures_dir() -> Path:
@@ -36,3 +36,14 @@ def save_figure(fig: Figure, name: str) -> Path:
     fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png", metadata={"Software": None})
     os.replace(tmp, path)
     return path
+
+
+def finish(fig: Figure, name: str | None, *, tight: bool = True) -> Figure:
+    """The last line of every ``plot_*`` function of the book: lay the figure out (unless
+    ``tight=False``), save it to ``figures/<name>.png`` when ``name`` is given (and only then),
+    and return it so that a notebook shows it. This is the library's one saving convention."""
+    if tight:
+        fig.tight_layout()
+    if name:
+        save_figure(fig, name)
+    return fig

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 from mobilevit_edu.segmentation.datasets import voc_palette
 from mobilevit_edu.segmentation.deeplabv3 import ATROUS_RATES, aspp_sampling_points
 
@@ -81,9 +81,7 @@ def plot_aspp_grids(
     fig.suptitle(f"where a dilated 3x3 conv reads on a {size} x {size} feature map "
                  f"(grey; grid lines every 4 px)", fontsize=10.5, y=0.99)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def colourise_mask(mask: torch.Tensor, palette: np.ndarray | None = None) -> np.ndarray:
@@ -127,9 +125,7 @@ def plot_segmentation_predictions(
     fig.legend(handles=handles, loc="lower center", ncol=len(class_names), fontsize=8.5,
                frameon=False, bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name, tight=False)
 
 
 def plot_segmentation_curves(
@@ -155,7 +151,4 @@ def plot_segmentation_curves(
     ax_m.legend(fontsize=8)
     for ax in (ax_l, ax_m):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    if name is not None:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)

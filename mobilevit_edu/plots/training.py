@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from mobilevit_edu.plots.save import save_figure
+from mobilevit_edu.plots.save import finish
 
 __all__ = ["plot_lr_schedule", "plot_training_curves", "plot_ablation",
            "plot_accuracy_vs_resolution"]
@@ -26,10 +26,7 @@ def plot_lr_schedule(curves: Mapping[str, tuple[Sequence[float], Sequence[float]
         ax.plot(x, y, color="#0072B2")
         ax.set(title=title, xlabel="epoch", ylabel="learning rate")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, -3))
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
@@ -54,10 +51,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
     ax_a.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_ablation(ours: Mapping[str, float], paper: Mapping[str, float],
@@ -75,10 +69,7 @@ def plot_ablation(ours: Mapping[str, float], paper: Mapping[str, float],
         ax.set(ylim=(lo - pad, hi + pad), ylabel="top-1 (%)", title=title)
         ax.bar_label(bars, fmt="%.1f", fontsize=9)
         ax.title.set_fontsize(10)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
 def plot_accuracy_vs_resolution(results: Mapping[str, Mapping[int, float]], train_size: int,
@@ -96,9 +87,6 @@ def plot_accuracy_vs_resolution(results: Mapping[str, Mapping[int, float]], trai
     ax.set(xlabel="test resolution (px)", ylabel="validation top-1 (%)",
            title="accuracy away from the training resolution")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if name:
-        save_figure(fig, name)
-    return fig
+    return finish(fig, name)
 
 
