@@ -50,10 +50,11 @@ def figures_in_tmp(tmp_path, monkeypatch):
     plt.close("all")
 
 
-def calibrate_random_batchnorm(model, forward) -> None:
+def calibrate_random_batchnorm(model, images) -> None:
     """Make a randomly initialised network's eval output depend on its input (for equivalence
-    tests): randomise every BatchNorm's affine parameters, then set its running statistics to the
-    exact statistics of one train-mode call of ``forward(model)`` (momentum None).
+    tests): randomise every BatchNorm's affine parameters, then set its running statistics with
+    the library's one :func:`~mobilevit_edu.models.batchnorm.calibrate_batchnorm` on ``images``
+    (a positional call, which Hugging Face's models read as ``pixel_values``).
 
     With default statistics (mean 0, var 1) a fresh network's activations shrink to almost nothing
     in eval mode and every input gives nearly the same output, which would make a comparison blind
@@ -61,13 +62,11 @@ def calibrate_random_batchnorm(model, forward) -> None:
     import torch
     from torch import nn
 
+    from mobilevit_edu.models.batchnorm import calibrate_batchnorm
+
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-        model.train()
-        forward(model)
-    model.eval()
+    calibrate_batchnorm(model, images)

@@ -42,7 +42,7 @@ def hf_model(size: str, seed: int = 0) -> nn.Module:
     """
     torch.manual_seed(seed)
     model = MobileViTForImageClassification(HFConfig(num_labels=1000, **HF_SIZES[size]))
-    calibrate_random_batchnorm(model, lambda m: m(pixel_values=torch.rand(8, 3, 128, 128)))
+    calibrate_random_batchnorm(model, torch.rand(8, 3, 128, 128))
     with torch.no_grad():
         model.classifier.weight.normal_(0, 0.1)
     return model.eval()

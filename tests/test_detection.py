@@ -17,7 +17,7 @@ import torch
 
 from mobilevit_edu.book import paper
 from mobilevit_edu.detection import (
-    AnchorGenerator, CocoDetection, DetectionSample, Detections, SSDConfig, SSDLite,
+    POSTPROCESS, AnchorGenerator, CocoDetection, DetectionSample, Detections, SSDConfig, SSDLite,
     ShapesDetection, batched_nms, box_iou, check_boxes, coco_detections, coco_evaluate,
     coco_ground_truth, create_ssdlite, cxcywh_to_xyxy, decode_boxes, detection_collate,
     encode_boxes, encode_targets, evaluate_detector, hard_negative_mining, hflip_boxes,
@@ -294,7 +294,9 @@ def test_postprocess_decodes_thresholds_and_suppresses():
     out = SSDOutput(scores, torch.zeros(1, n, 4), anchors)
     det = postprocess(out, conf_threshold=0.5)[0]
     assert det.labels.tolist() == [1]
-    assert torch.allclose(det.boxes[0], cxcywh_to_xyxy(anchors[5]).clamp(0, 1))
+    # the decoded box is the anchor itself, not clipped to the image (as the official code)
+    assert torch.allclose(det.boxes[0], cxcywh_to_xyxy(anchors[5]))
+    assert det.boxes[0].min() < 0
 
 
 # --- COCO JSON, the evaluator and the loaders ------------------------------------------------------
@@ -433,7 +435,8 @@ def test_a_few_steps_reduce_the_loss_and_evaluation_runs():
     ds = ShapesDetection(8, image_size=160, seed=0)
     model = create_ssdlite("xxs", num_classes=6, image_size=160)
     config = TrainConfig(epochs=6, batch_size=8, lr=0.002, warmup_lr=0.002, min_lr=0.002,
-                         warmup_iters=0, ema_momentum=None, verbose=False, progress=False, seed=0)
+                         warmup_iters=0, ema_momentum=None, verbose=False, progress=False, seed=0,
+                         label_smoothing=0.0)
     hist = train_detector(model, ds, config, hflip=False)
     losses = [s["loss"] for s in hist.steps]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
@@ -443,7 +446,9 @@ def test_a_few_steps_reduce_the_loss_and_evaluation_runs():
     assert 0.0 <= result["mAP"] <= 1.0 and len(result["detections"]) == 4
     for det in result["detections"]:
         assert det.boxes.numel() == 0 or (det.boxes.min() >= 0 and det.boxes.max() <= 160)
-        assert len(det.boxes) <= SSDConfig().max_detections
+        # v0.1 (the default) keeps at most 200 boxes per class after NMS, no cap per image
+        assert all(int((det.labels == k).sum()) <= POSTPROCESS["v0.1"].per_class_top_k
+                   for k in range(1, 6))
 
 
 def test_encode_targets_batch():
@@ -471,6 +476,7 @@ def test_train_detector_writes_metrics_and_checkpoint_and_resumes(tmp_path):
         return TrainConfig(epochs=epochs, batch_size=4, lr=0.002, warmup_lr=0.002, min_lr=0.002,
                            warmup_iters=0, ema_momentum=None, verbose=False, progress=False,
                            seed=0, device="cpu", val_batch_size=2, checkpoint_every=1,
+                           label_smoothing=0.0,
                            out_dir=None if out_dir is None else str(out_dir))
 
     def fresh() -> SSDLite:
@@ -508,7 +514,8 @@ def test_train_detector_log_format_and_device_argument(tmp_path):
     torch.manual_seed(0)
     model = create_ssdlite("xxs", num_classes=6, image_size=160)
     config = TrainConfig(epochs=1, batch_size=2, ema_momentum=None, verbose=False,
-                         progress=False, out_dir=str(tmp_path), log_format="csv")
+                         progress=False, out_dir=str(tmp_path), log_format="csv",
+                         label_smoothing=0.0)
     hist = train_detector(model, ds, config, device="cpu")
     assert (tmp_path / "metrics.csv").is_file() and not (tmp_path / "metrics.json").exists()
     assert set(hist.steps[0]) == {"iteration", "lr", "loss", "loc_loss", "cls_loss"}
@@ -559,3 +566,9 @@ def test_plots_write_files(figures_in_tmp):
     plot_detections([x.image for x in s], dets)
     plot_detector_training(h)
     assert sorted(p.name for p in figures_in_tmp.iterdir()) == before
+
+
+def test_train_detector_refuses_label_smoothing():
+    model = create_ssdlite("xxs", num_classes=6, image_size=160)
+    with pytest.raises(ValueError, match="detection task's loss has no label smoothing"):
+        train_detector(model, ShapesDetection(4, image_size=160), TrainConfig(epochs=1))

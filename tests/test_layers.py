@@ -1,10 +1,10 @@
 """The library's layers, as rules a test can break (README, "Layout").
 
 nn (the paper's parts) < models < data < measure < deploy < train < detection, segmentation
-< plots < book: a module imports only from its own layer and those to its left. The paper's
-parts, the models and everything below plots never import matplotlib; a detection or
-segmentation network never imports the training loop; no private name crosses a module; no
-module grows past ~400 lines; every module opens with a docstring.
+< evaluate < experiments < plots < book: a module imports only from its own layer and those
+to its left. The paper's parts, the models and everything below plots never import
+matplotlib; a detection or segmentation network never imports the training loop; no private
+name crosses a module; no module grows past ~400 lines; every module opens with a docstring.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "mobilevit_edu"
 LAYERS = ["nn", "models", "data", "measure", "deploy", "train", "detection", "segmentation",
-          "plots", "book"]
+          "evaluate", "experiments", "plots", "book"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["segmentation"] = RANK["detection"]  # two task packages side by side
 MODULES = sorted(p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts)
@@ -85,7 +85,7 @@ def test_modules_are_small_and_say_what_they_are(path):
 
 
 @pytest.mark.parametrize("layer", ["nn", "models", "data", "measure", "deploy", "train",
-                                   "detection", "segmentation"])
+                                   "detection", "segmentation", "evaluate", "experiments"])
 def test_no_matplotlib_below_plots(layer):
     for path in sorted((PKG / layer).rglob("*.py")):
         assert "matplotlib" not in path.read_text() or path.name == "photos.py", (

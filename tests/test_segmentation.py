@@ -109,7 +109,7 @@ def hf_segmenter(size: str, num_classes: int = 21, seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     model = MobileViTForSemanticSegmentation(hf_segmentation_config(size, num_classes))
-    calibrate_random_batchnorm(model, lambda m: m(pixel_values=torch.rand(4, 3, 128, 128)))
+    calibrate_random_batchnorm(model, torch.rand(4, 3, 128, 128))
     with torch.no_grad():
         model.segmentation_head.classifier.convolution.weight.normal_(0, 0.1)
     return model.eval()

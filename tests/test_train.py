@@ -480,7 +480,8 @@ def test_fit_runs_any_task_with_every_config_field(tmp_path):
     from mobilevit_edu.train import fit
 
     task, seen = _regression_task(skip_first=True)
-    config = tiny_config(tmp_path / "toy", epochs=2, log_format="json", checkpoint_every=2)
+    config = tiny_config(tmp_path / "toy", epochs=2, log_format="json", checkpoint_every=2,
+                         label_smoothing=0.0)
     torch.manual_seed(0)
     model = tiny_net()
     hist = fit(model, Quadrants(64), Quadrants(16), config, task)
@@ -503,12 +504,20 @@ def test_fit_checkpoint_every_skips_epochs(tmp_path):
     from mobilevit_edu.train import fit
 
     task, _ = _regression_task()
-    config = tiny_config(tmp_path / "every", epochs=3, checkpoint_every=2)
+    config = tiny_config(tmp_path / "every", epochs=3, checkpoint_every=2, label_smoothing=0.0)
     fit(tiny_net(), Quadrants(32), None, config, task)
     assert torch.load(tmp_path / "every" / "last.pt", weights_only=True)["epoch"] == 3
-    config = tiny_config(tmp_path / "every2", epochs=2, checkpoint_every=5)
+    config = tiny_config(tmp_path / "every2", epochs=2, checkpoint_every=5, label_smoothing=0.0)
     fit(tiny_net(), Quadrants(32), None, config, task)  # the last epoch is always saved
     assert torch.load(tmp_path / "every2" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_fit_refuses_label_smoothing_a_task_cannot_honour():
+    from mobilevit_edu.train import fit
+
+    task, _ = _regression_task()
+    with pytest.raises(ValueError, match="toy task's loss has no label smoothing"):
+        fit(tiny_net(), Quadrants(32), None, tiny_config(label_smoothing=0.1), task)
 
 
 def test_config_refuses_bad_checkpoint_every():

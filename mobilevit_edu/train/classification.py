@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mobilevit_edu.data.sampler import collate
 from mobilevit_edu.models.registry import create_model
+from mobilevit_edu.nn.layers import to_pair
 from mobilevit_edu.train.loop import StepOutput, Task, amp_context, fit
 from mobilevit_edu.train.recipe import History, TrainConfig
 
@@ -32,7 +33,7 @@ class AtResolution(Dataset):
 
     def __init__(self, dataset: Dataset, size: int | tuple[int, int]) -> None:
         self.dataset = dataset
-        self.h, self.w = (size, size) if isinstance(size, int) else size
+        self.h, self.w = to_pair(size, "image_size")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -123,7 +124,7 @@ def classification_task(label_smoothing: float = 0.1) -> Task:
                      workers=config.workers)
         return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
-    return Task("classification", step, score, collate=collate)
+    return Task("classification", step, score, collate=collate, smooths_labels=True)
 
 
 def train(

@@ -71,6 +71,7 @@ class Task:
     evaluate_ema: bool = True  # also score the EMA model; its keys get the prefix "ema_"
     collate: Callable | None = None  # DataLoader collate_fn of the training batches
     build_optimizer: Callable[[nn.Module, TrainConfig], torch.optim.Optimizer] = build_optimizer
+    smooths_labels: bool = False  # the step's loss honours config.label_smoothing
 
 
 def resolve_device(config: TrainConfig) -> torch.device:
@@ -143,6 +144,10 @@ def fit(
     (anything the task's ``evaluate`` accepts, or ``None``) is scored after every epoch.
     ``resume`` (a ``last.pt``) restores the model, EMA, optimizer, scaler, counters, history and
     random states and continues with the next epoch."""
+    if config.label_smoothing and not task.smooths_labels:
+        raise ValueError(
+            f"the {task.name} task's loss has no label smoothing, but the config asks for "
+            f"label_smoothing={config.label_smoothing}; set label_smoothing=0.0")
     device = resolve_device(config)
     started_pg = init_distributed(device)
     rank, world, _ = distributed_context()
