@@ -5,6 +5,7 @@
 #   make html    render _build/html from the chapters (executed copies in _build/ when newer)
 #   make figures regenerate every figure in figures/ (re-runs the chapters, profile full)
 #   make check   check that book.toml and chapters/ agree
+#   make experiments  run the small-scale experiments the ledger lacks (resumable; see README)
 #   make setup   create .venv and install the book (re-runs when pyproject.toml changes)
 #   make clean   remove _build/ and caches (keeps .venv); `make distclean` also removes .venv
 
@@ -20,7 +21,7 @@ TORCH_INDEX ?=
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: book test html figures check setup clean distclean
+.PHONY: book test html figures check experiments setup clean distclean
 
 book: $(STAMP)
 	$(PY) -m mobilevit_edu.book run --profile full
@@ -38,6 +39,9 @@ figures: $(STAMP)
 
 check: $(STAMP)
 	$(PY) -m mobilevit_edu.book check
+
+experiments: $(STAMP)
+	$(PY) -m mobilevit_edu.experiments run all
 
 setup: $(STAMP)
 

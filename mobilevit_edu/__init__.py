@@ -10,6 +10,9 @@ The library is layered; each layer imports only the ones before it (README, "Lay
   latency and receptive fields; BN folding, compilation and export;
 * ``mobilevit_edu.train`` -- the recipe (§4.1) and one loop for every task;
 * ``mobilevit_edu.detection``, ``.segmentation`` -- SSDLite and DeepLabv3 (§4.2);
+* ``mobilevit_edu.evaluate`` -- ``python -m mobilevit_edu.evaluate``: the paper's numbers from the
+  released weights (§4.1, Table 1, Table 2); ``mobilevit_edu.experiments`` -- the protocol of the
+  small-scale experiments (seeds, a ledger, intervals, verdicts);
 * ``mobilevit_edu.plots`` -- every figure; ``mobilevit_edu.book`` -- the book's own tooling.
 
 The names a reader reaches for first are here: ``create_model``, ``load_checkpoint``, the model

@@ -109,7 +109,7 @@ def test_real_manifest_order_titles_budgets():
         assert c.modules, f"{c.path} lists no module"
     assert book.chapters[6].modules == [
         "models.mobilevit", "models.baselines", "models.registry", "models.checkpoints",
-        "plots.network",
+        "evaluate.origins", "evaluate.classify", "evaluate.cli", "plots.network",
     ]
 
 

@@ -7,6 +7,8 @@ batch, so every data set here takes ``ds[i]`` and ``ds[(h, w, i)]``). One module
 
 * ``shapes``     the procedurally rendered shapes data set (labels, boxes, masks) and ``parse_key``;
 * ``transforms`` Resize, CenterCrop, RandomResizedCrop, flips, the train / eval pipelines;
+* ``detection_transforms``    SSD's crop, photometric distortion, flip, resize (image, boxes, labels);
+* ``segmentation_transforms`` DeepLabv3's random short side, crop 512, flip (image, mask);
 * ``readers``    CIFAR-10 python batches, ImageFolder trees, ``load_rgb``;
 * ``photos``     a real photograph and batches of crops of it;
 * ``sampler``    the multi-scale and standard batch samplers (import ``mobilevit_edu.data.sampler``).
@@ -14,6 +16,12 @@ batch, so every data set here takes ``ds[i]`` and ``ds[(h, w, i)]``). One module
 The names below are re-exported so that ``from mobilevit_edu.data import ShapesDataset`` works.
 """
 
+from mobilevit_edu.data.detection_transforms import (
+    PhotometricDistort,
+    SSDRandomCrop,
+    ssd_eval_transform,
+    ssd_train_transform,
+)
 from mobilevit_edu.data.readers import CIFAR10, CIFAR10_URL, IMAGE_EXTENSIONS, ImageFolder, load_rgb
 from mobilevit_edu.data.shapes import (
     PALETTE,
@@ -26,6 +34,11 @@ from mobilevit_edu.data.shapes import (
     make_scene,
     parse_key,
     render_scene,
+)
+from mobilevit_edu.data.segmentation_transforms import (
+    RandomShortSideResize,
+    deeplab_eval_transform,
+    deeplab_train_transform,
 )
 from mobilevit_edu.data.transforms import (
     CenterCrop,
@@ -68,4 +81,11 @@ __all__ = [
     "apply_at_size",
     "fit_to_size",
     "resize_image",
+    "SSDRandomCrop",
+    "PhotometricDistort",
+    "ssd_train_transform",
+    "ssd_eval_transform",
+    "RandomShortSideResize",
+    "deeplab_train_transform",
+    "deeplab_eval_transform",
 ]

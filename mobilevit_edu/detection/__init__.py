@@ -12,9 +12,11 @@ single-shot detector of MobileNetV2 (separable 3 x 3 convolutions in the heads).
     ssdlite       the network: extra layers and separable heads on the backbone; create_ssdlite
     matching      anchors to objects (IoU >= 0.5, plus each object's best anchor)
     loss          smooth-L1 + cross-entropy with 3:1 hard-negative mining, per positive
-    postprocess   softmax, thresholds, per-class NMS in plain torch
-    coco          COCO JSON and the COCO evaluator (pycocotools); evaluate_detector
-    datasets      samples and batches, COCO's detection JSON, the book's shapes
+    postprocess   softmax, thresholds, per-class NMS in plain torch; POSTPROCESS "v0.1" / "main"
+    coco          COCO JSON and the COCO evaluator (pycocotools); evaluate_detector (the shapes)
+    datasets      samples and batches, COCO's detection JSON, the book's shapes (transform=)
+    checkpoints   SSDLite weights in cvnets' layout (the released detectors), in and out
+    evaluate      load_detector, evaluate_coco: Table 1's mAP as cvnets measures it
     train         train_detector: the one training loop (mobilevit_edu.train.loop) with SSD's step
 
 Only ``train`` imports the training loop; importing the network or the evaluator does not (the
@@ -40,12 +42,22 @@ from mobilevit_edu.detection.coco import (
     COCO_STAT_NAMES, coco_detections, coco_evaluate, coco_ground_truth, evaluate_detector,
 )
 from mobilevit_edu.detection.config import SSDConfig
+from mobilevit_edu.detection.checkpoints import (
+    SSDLITE_LAYOUTS, detect_ssdlite_layout, load_ssdlite_checkpoint, ssdlite_from_ours,
+    ssdlite_key_map, ssdlite_to_ours,
+)
 from mobilevit_edu.detection.datasets import (
-    CocoDetection, DetectionBatch, DetectionSample, ShapesDetection, detection_collate,
+    CocoDetection, DetectionBatch, DetectionSample, DetectionTransform, ShapesDetection,
+    detection_collate, resize_with_boxes,
+)
+from mobilevit_edu.detection.evaluate import (
+    ORIGIN_PREPROCESS, evaluate_coco, load_detector, read_detection_image,
 )
 from mobilevit_edu.detection.loss import SSDLossOutput, hard_negative_mining, ssd_loss
 from mobilevit_edu.detection.matching import encode_targets, match_anchors
-from mobilevit_edu.detection.postprocess import Detections, batched_nms, nms, postprocess
+from mobilevit_edu.detection.postprocess import (
+    POSTPROCESS, Detections, PostprocessConfig, batched_nms, nms, postprocess, postprocess_settings,
+)
 from mobilevit_edu.detection.ssdlite import (
     SeparableConv, SSDHead, SSDLite, SSDOutput, create_ssdlite, ssdlite_param_table,
 )
@@ -78,16 +90,31 @@ __all__ = [
     "nms",
     "batched_nms",
     "postprocess",
+    "POSTPROCESS",
+    "PostprocessConfig",
+    "postprocess_settings",
     "COCO_STAT_NAMES",
     "coco_ground_truth",
     "coco_detections",
     "coco_evaluate",
     "evaluate_detector",
+    "evaluate_coco",
+    "load_detector",
+    "read_detection_image",
+    "ORIGIN_PREPROCESS",
+    "SSDLITE_LAYOUTS",
+    "ssdlite_key_map",
+    "detect_ssdlite_layout",
+    "ssdlite_to_ours",
+    "ssdlite_from_ours",
+    "load_ssdlite_checkpoint",
     "DetectionSample",
     "DetectionBatch",
     "CocoDetection",
     "ShapesDetection",
     "detection_collate",
+    "DetectionTransform",
+    "resize_with_boxes",
     "detection_task",
     "train_detector",
 ]

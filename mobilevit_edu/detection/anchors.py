@@ -7,6 +7,13 @@ map ``k`` it places anchors (``(cx, cy, w, h)`` relative to the image, as in the
 ``sqrt(s_k s_{k+1})``, and for every aspect ratio ``r`` the boxes ``s_k sqrt(r) x s_k / sqrt(r)``
 and its transpose; ``s = linspace(0.1, 1.05, 7)``; aspect ratios ``{2, 3}`` (``{2}`` on the
 global map), so 6, 6, 6, 6, 6 and 4 anchors per location, 3,232 in all at 320 x 320.
+
+"Clipping" (``clip=True``, the official default) clamps each number of ``(cx, cy, w, h)`` to
+[0, 1], exactly as cvnets' ``torch.clamp(default_anchors_ctr, min=0.0, max=1.0)``. Centres are
+inside the image anyway, so all it does is cap a width or height at the image side: at 320 x 320
+it changes 18 of the 3,232 anchors (16 on the OS-256 map, 2 on the global map, whose
+``s_k sqrt(r)`` exceeds 1). It does **not** clip the boxes to the image: 1,080 anchors still
+reach past the border after it.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ def ssd_anchors(feature_sizes: Sequence[tuple[int, int]], aspect_ratios: Sequenc
     of side ``s_k``, a square of side ``sqrt(s_k s_{k+1})``, and for each aspect ratio ``r`` the
     boxes ``(s_k sqrt(r), s_k / sqrt(r))`` and ``(s_k / sqrt(r), s_k sqrt(r))``. The order is
     map by map, then row by row, column by column, then anchor by anchor: the order in which
-    the heads emit their predictions."""
+    the heads emit their predictions. ``clip`` clamps each of ``(cx, cy, w, h)`` to [0, 1] (the
+    official behaviour: it caps a side at 1, it does not cut the box at the image border)."""
     if len(feature_sizes) != len(aspect_ratios):
         raise ValueError("need one list of aspect ratios per feature map")
     scales = np.linspace(min_scale, max_scale, len(feature_sizes) + 1)

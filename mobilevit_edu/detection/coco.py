@@ -2,8 +2,11 @@
 
 The paper reports mAP@[.5:.95] on MS-COCO val with the standard evaluator. Ground truth and
 detections are converted to COCO JSON (boxes as ``[x, y, w, h]`` in pixels) and scored by
-``pycocotools``; :func:`evaluate_detector` does the whole round trip for a trained SSDLite and a
-data set of :class:`~mobilevit_edu.detection.datasets.DetectionSample`. No training involved.
+``pycocotools``. :func:`evaluate_detector` does the whole round trip for a data set of
+:class:`~mobilevit_edu.detection.datasets.DetectionSample` (the book's shapes, which have no
+annotation file): it scores in the pixels of the images the model sees, against ground truth
+rebuilt from the samples. For COCO itself use :func:`mobilevit_edu.detection.evaluate.
+evaluate_coco`, which scores as apple/ml-cvnets does: original pixels, the original file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mobilevit_edu.detection.datasets import DetectionSample, detection_collate
-from mobilevit_edu.detection.postprocess import Detections
+from mobilevit_edu.detection.postprocess import Detections, PostprocessConfig
 
 if TYPE_CHECKING:
     from mobilevit_edu.detection.ssdlite import SSDLite
@@ -114,22 +117,33 @@ def coco_evaluate(ground_truth: Mapping[str, Any] | str | Path,
 
 @torch.no_grad()
 def evaluate_detector(model: SSDLite, dataset: Dataset, *, batch_size: int = 16,
+                      postprocess: str | PostprocessConfig = "v0.1",
                       conf_threshold: float | None = None, device: str | torch.device | None = None,
                       return_detections: bool = False) -> dict[str, Any]:
-    """COCO mAP of ``model`` on ``dataset`` (samples as :class:`DetectionSample`).
+    """COCO mAP of ``model`` on ``dataset`` (samples as :class:`DetectionSample`), scored in the
+    pixels of the images the model sees.
 
-    Ground truth and detections are both converted to COCO JSON (boxes in the pixels of the
-    images the model sees) and scored by :func:`coco_evaluate`. The data set's
-    ``categories``/``category_ids`` name the classes. With ``return_detections`` the result
-    also holds ``"detections"`` (one :class:`Detections` per image)."""
+    Detections (post-processing ``postprocess``, ``"v0.1"`` by default; ``conf_threshold``
+    overrides its threshold) are clipped to the image, as the official evaluation does after
+    NMS. The ground truth is rebuilt from the samples by :func:`coco_ground_truth`: their boxes
+    (already resized, crowd regions absent if the data set skipped them), areas computed from
+    the boxes. That is right for the book's shapes, which exist only as samples; it is **not**
+    COCO's official protocol (original pixels, the annotation file's crowd regions and areas):
+    use :func:`mobilevit_edu.detection.evaluate.evaluate_coco` for COCO. The data set's
+    ``categories``/``category_ids`` name the classes. With ``return_detections`` the result also
+    holds ``"detections"`` (one :class:`Detections` per image)."""
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=detection_collate,
                         generator=torch.Generator())  # leaves the global random state alone
     dets: list[Detections] = []
     ids: list[int] = []
     for batch in loader:
-        dets += [Detections(*(t.cpu() for t in d))
-                 for d in model.predict(batch.images.to(dev), conf_threshold=conf_threshold)]
+        h, w = batch.images.shape[-2:]
+        limits = torch.tensor([w, h, w, h], dtype=torch.float32)
+        for d in model.predict(batch.images.to(dev), settings=postprocess,
+                               conf_threshold=conf_threshold):
+            boxes = torch.minimum(d.boxes.cpu().clamp(min=0), limits)  # clip to the image
+            dets.append(Detections(boxes, d.scores.cpu(), d.labels.cpu()))
         ids += batch.image_ids
     cats = getattr(dataset, "categories", None) or [str(i) for i in range(1, model.num_classes)]
     cat_ids = getattr(dataset, "category_ids", None)

@@ -2,8 +2,10 @@
 
 One frozen dataclass holds every knob of the detector: which feature maps the heads look at, how
 many channels the heads project to, the anchors' aspect ratios and scales, the matcher's IoU
-threshold, the loss's negative-to-positive ratio and the post-processing thresholds. The defaults
-are ``config/detection/ssd_mobilevit_*_320.yaml`` of apple/ml-cvnets v0.1.
+threshold and the loss's negative-to-positive ratio. The defaults are
+``config/detection/ssd_mobilevit_*_320.yaml`` of apple/ml-cvnets v0.1. The post-processing
+thresholds are not here: they differ between the official releases and are named after their
+source in :data:`mobilevit_edu.detection.postprocess.POSTPROCESS`.
 """
 
 from __future__ import annotations
@@ -22,15 +24,11 @@ class SSDConfig:
     aspect_ratios: tuple[tuple[int, ...], ...] = ((2, 3),) * 5 + ((2,),)
     min_scale: float = 0.1
     max_scale: float = 1.05
-    clip_anchors: bool = True
+    clip_anchors: bool = True  # clamp each anchor's (cx, cy, w, h) to [0, 1], as cvnets does
     center_variance: float = 0.1
     size_variance: float = 0.2
     iou_threshold: float = 0.5  # matching
     neg_pos_ratio: int = 3  # hard-negative mining
-    conf_threshold: float = 0.01  # post-processing (0.01 for COCO evaluation)
-    nms_iou_threshold: float = 0.5
-    pre_nms_top_k: int = 400  # best boxes per class that enter NMS
-    max_detections: int = 200  # boxes kept per image after NMS
 
     def __post_init__(self) -> None:
         n = len(self.output_strides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,12 +23,19 @@ from mobilevit_edu.data.transforms import resize_image
 from mobilevit_edu.nn.layers import to_pair
 
 __all__ = [
+    "DetectionTransform",
+    "resize_with_boxes",
     "DetectionSample",
     "DetectionBatch",
     "detection_collate",
     "CocoDetection",
     "ShapesDetection",
 ]
+
+
+# ``t(image [3, H, W] in [0, 1], boxes [N, 4] corner form in pixels, labels [N]) -> the same
+# three``: the detection transforms of ``mobilevit_edu.data.detection_transforms``.
+DetectionTransform = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 class DetectionSample(NamedTuple):
@@ -60,16 +67,39 @@ def detection_collate(samples: Sequence[DetectionSample]) -> DetectionBatch:
                           [s.labels for s in samples], [int(s.image_id) for s in samples])
 
 
-class CocoDetection(Dataset):
-    """A COCO detection set: ``instances_*.json`` plus a folder of images (read with PIL).
+def resize_with_boxes(image: torch.Tensor, boxes: torch.Tensor,
+                      size: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image [3, H0, W0]`` resized to ``size`` (anti-aliased bilinear) and its pixel boxes
+    ``[K, 4]`` scaled along (x by ``w / W0``, y by ``h / H0``); unchanged at that size."""
+    h, w = to_pair(size, "size")
+    h0, w0 = image.shape[-2:]
+    if (h0, w0) == (h, w):
+        return image, boxes
+    image = resize_image(image, (h, w)).clamp(0, 1)  # [3, H0, W0] -> [3, h, w]
+    return image, boxes * torch.tensor([w / w0, h / h0, w / w0, h / h0])
 
-    ``ds[i]`` is a :class:`DetectionSample`; with ``image_size`` every image is resized to it
-    (SSD's square resize, boxes scaled along). COCO category ids (1..90 with gaps) map to
-    contiguous labels 1..K in increasing id order; ``ds.categories`` names them and
-    ``ds.category_ids[label - 1]`` maps back. Crowd annotations are skipped, as in training."""
+
+class CocoDetection(Dataset):
+    """A COCO detection set: ``instances_*.json`` plus a folder of images (read with PIL, RGB).
+
+    ``ds[i]`` is a :class:`DetectionSample`. ``transform(image, boxes, labels)`` (e.g.
+    ``mobilevit_edu.data.detection_transforms.ssd_train_transform()``, drawing from the global
+    torch RNG) is applied to the image as read, before any resize; then, with ``image_size``,
+    the image is resized to it (SSD's square resize, boxes scaled along). ``ds.original_size(i)``
+    is the ``(height, width)`` of the file and ``ds.image_id(i)`` its COCO id. COCO category ids
+    (1..90 with gaps) map to contiguous labels 1..K in increasing id order; ``ds.categories``
+    names them and ``ds.category_ids[label - 1]`` maps back.
+
+    ``skip_crowd`` (default ``True``) leaves out the ``iscrowd`` annotations, as the official
+    training does (``COCODetection._get_annotation``): a crowd box is a region, not an object to
+    match. Evaluation must not drop them: COCO's evaluator treats them as regions where a
+    detection counts neither for nor against, which is why
+    :func:`mobilevit_edu.detection.evaluate.evaluate_coco` scores against the annotation file,
+    not against these samples."""
 
     def __init__(self, image_dir: str | Path, annotation_file: str | Path,
-                 image_size: int | tuple[int, int] | None = None, skip_crowd: bool = True) -> None:
+                 image_size: int | tuple[int, int] | None = None, skip_crowd: bool = True,
+                 transform: DetectionTransform | None = None) -> None:
         self.image_dir, path = Path(image_dir), Path(annotation_file)
         if not path.is_file():
             raise FileNotFoundError(f"COCO annotation file not found: {path}")
@@ -85,6 +115,7 @@ class CocoDetection(Dataset):
             if not isinstance(data.get(key), list):
                 raise ValueError(f"{path}: no {key!r} list; is this a COCO instances_*.json?")
         self.image_size = to_pair(image_size, "image_size") if image_size is not None else None
+        self.transform, self.skip_crowd = transform, skip_crowd
         cats = sorted(data["categories"], key=lambda c: c["id"])
         self.category_ids: list[int] = [int(c["id"]) for c in cats]
         self.categories: list[str] = [str(c.get("name", c["id"])) for c in cats]
@@ -115,24 +146,39 @@ class CocoDetection(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> DetectionSample:
+    def _file(self, i: int) -> Path:
         info = self.images[i]
         file = self.image_dir / info["file_name"]
         if not file.is_file():
             raise FileNotFoundError(f"image {info['file_name']!r} (id {info['id']}) not found in "
                                     f"{self.image_dir}")
-        image = load_rgb(file)  # [3, H0, W0]
-        h0, w0 = image.shape[-2:]
-        if self.image_size is not None:
-            image = resize_image(image, self.image_size).clamp(0, 1)  # [3, H0, W0] -> [3, h, w]
+        return file
+
+    def image_id(self, i: int) -> int:
+        """The COCO id of image ``i``."""
+        return int(self.images[i]["id"])
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        """``(height, width)`` of image ``i`` as stored: the JSON's fields, else the file's."""
+        info = self.images[i]
+        if "height" in info and "width" in info:
+            return int(info["height"]), int(info["width"])
+        from PIL import Image
+
+        with Image.open(self._file(i)) as im:
+            return im.height, im.width
+
+    def __getitem__(self, i: int) -> DetectionSample:
+        image = load_rgb(self._file(i))  # [3, H0, W0]
         objs = self._objects[i]
         boxes = torch.tensor([b for b, _ in objs], dtype=torch.float32)  # [K, 4], or [0] if K = 0
         boxes = boxes.reshape(-1, 4)  # -> [K, 4] (an image without objects: [0, 4])
         labels = torch.tensor([lab for _, lab in objs], dtype=torch.long)
+        if self.transform is not None:
+            image, boxes, labels = self.transform(image, boxes, labels)
         if self.image_size is not None:
-            h, w = self.image_size
-            boxes = boxes * torch.tensor([w / w0, h / h0, w / w0, h / h0])
-        return DetectionSample(image, boxes, labels, int(info["id"]))
+            image, boxes = resize_with_boxes(image, boxes, self.image_size)
+        return DetectionSample(image, boxes, labels, self.image_id(i))
 
 
 class ShapesDetection(Dataset):
@@ -143,16 +189,22 @@ class ShapesDetection(Dataset):
     ``ShapesDetection(size, image_size=160, seed=0)``; scenes come from
     ``ShapesDataset(task="shape")``, so the same seed gives the same scenes. The distractors are
     drawn *under* the large shape, and some end up hidden by it; an object of which less than
-    ``min_visible`` of its pixels can be seen gets no box (nobody could detect it)."""
+    ``min_visible`` of its pixels can be seen gets no box (nobody could detect it).
+
+    ``transform(image, boxes, labels)`` (e.g. ``ssd_train_transform(image_size)`` of
+    ``mobilevit_edu.data.detection_transforms``; global torch RNG) is applied to each rendered
+    scene on every read (the cache holds the untransformed scene); an image it leaves at
+    another size is resized back to ``image_size``, boxes along."""
 
     def __init__(self, size: int, image_size: int = 160, seed: int = 0, min_visible: float = 0.5,
-                 cache: bool = True) -> None:
+                 cache: bool = True, transform: DetectionTransform | None = None) -> None:
         self.shapes = ShapesDataset(size, task="shape", image_size=image_size, seed=seed)
         self.image_size = (image_size, image_size)
         self.min_visible = min_visible
         self.categories: list[str] = list(SHAPES)
         self.category_ids: list[int] = list(range(1, len(SHAPES) + 1))
         self._cache: dict[int, DetectionSample] | None = {} if cache else None
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -172,6 +224,15 @@ class ShapesDetection(Dataset):
         return out
 
     def __getitem__(self, i: int) -> DetectionSample:
+        sample = self.scene_sample(i)
+        if self.transform is None:
+            return sample
+        image, boxes, labels = self.transform(sample.image, sample.boxes, sample.labels)
+        image, boxes = resize_with_boxes(image, boxes, self.image_size)
+        return DetectionSample(image, boxes, labels, sample.image_id)
+
+    def scene_sample(self, i: int) -> DetectionSample:
+        """Scene ``i`` as rendered, without the transform."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         s = self.shapes.render(i, *self.image_size)

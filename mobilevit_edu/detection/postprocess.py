@@ -1,12 +1,38 @@
 """From SSD's raw output to detections: decoding, thresholds and NMS in plain torch (paper §4.2.1).
 
-As the official ``postprocess_detections`` (apple/ml-cvnets v0.1, ``cvnets/models/detection/
-ssd.py``): softmax, confidence > 0.01, the 400 best boxes per class, per-class NMS at IoU 0.5,
-the 200 best boxes per image.
+The official code changed its post-processing between the release that goes with the paper and
+today's ``main``; both are here, named after their source (:data:`POSTPROCESS`), and the default
+is the paper's, ``"v0.1"``. Every number below was read in apple/ml-cvnets:
+
+``"v0.1"`` (tag cvnets-v0.1, ``cvnets/models/detection/ssd.py``, ``SingleShotDetector.predict``
+and ``nms``): softmax; per object class the anchors with probability ``> conf_threshold``; NMS
+(``torchvision.ops.nms``) at ``nms_iou_threshold``; the first ``top_k`` boxes of each class after
+NMS; no cap per image. ``conf_threshold`` is the argparse default of
+``--model.detection.ssd.conf-threshold``, **0.05** (the yaml sets none and the README's
+``cvnets-eval-det`` command passes none; the flag's help text suggests 0.01 for COCO mAP);
+``top_k`` is ``--model.detection.ssd.num-objects-per-class``, **200**; ``nms_iou_threshold`` is
+**0.5** from ``config/detection/ssd_mobilevit_*_320.yaml`` (the argparse default is 0.3).
+
+``"main"`` (``cvnets/models/detection/ssd.py``, ``SingleShotDetector.postprocess_detections``):
+softmax; per class the anchors with probability ``> 0.01`` (``--model.detection.ssd.conf-
+threshold``), at most the **400** most probable (``--model.detection.ssd.top-k``, taken
+*before* NMS); ``torchvision.ops.batched_nms`` at **0.5** (``--model.detection.ssd.nms-iou-
+threshold``, also in ``config/detection/ssd_coco/mobilevit.yaml``); the **200** best boxes of the
+image (``--model.detection.ssd.objects-per-image``).
+
+Nothing is clipped here. Neither version clips the decoded boxes before NMS; both evaluation
+scripts (``engine/eval_detection.py``, ``predict_and_save``) clip *after* NMS, once the boxes are
+scaled to the original image: ``x`` to ``[0, width]``, ``y`` to ``[0, height]``, as
+:func:`~mobilevit_edu.detection.evaluate.evaluate_coco` and
+:func:`~mobilevit_edu.detection.coco.evaluate_detector` do. Note that COCO's evaluator keeps at
+most 100 detections per image *and class* (``COCOeval.evaluateImg``), so a per-image cap of 200
+and a per-class cap of 200 can give different mAPs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -17,7 +43,8 @@ from mobilevit_edu.detection.boxes import box_iou, check_boxes, decode_boxes
 if TYPE_CHECKING:
     from mobilevit_edu.detection.ssdlite import SSDOutput
 
-__all__ = ["Detections", "nms", "batched_nms", "postprocess"]
+__all__ = ["Detections", "PostprocessConfig", "POSTPROCESS", "postprocess_settings", "nms",
+           "batched_nms", "postprocess"]
 
 
 class Detections(NamedTuple):
@@ -27,6 +54,57 @@ class Detections(NamedTuple):
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """One post-processing recipe. ``None`` means "no cap".
+
+    ``conf_threshold``: a class's probability must exceed it; ``nms_iou_threshold``: NMS drops a
+    box of the same class overlapping a better one by more than this IoU; ``pre_nms_top_k``: the
+    most probable boxes per class that enter NMS; ``per_class_top_k``: boxes kept per class after
+    NMS; ``max_detections``: boxes kept per image after NMS; ``source``: where the numbers come
+    from."""
+
+    conf_threshold: float
+    nms_iou_threshold: float = 0.5
+    pre_nms_top_k: int | None = None
+    per_class_top_k: int | None = None
+    max_detections: int | None = None
+    source: str = ""
+
+
+POSTPROCESS: dict[str, PostprocessConfig] = {
+    "v0.1": PostprocessConfig(
+        conf_threshold=0.05, nms_iou_threshold=0.5, pre_nms_top_k=None, per_class_top_k=200,
+        max_detections=None,
+        source="apple/ml-cvnets cvnets-v0.1: SingleShotDetector.predict (conf-threshold "
+               "default 0.05, num-objects-per-class 200), ssd_mobilevit_*_320.yaml "
+               "(nms_iou_threshold 0.5)"),
+    "main": PostprocessConfig(
+        conf_threshold=0.01, nms_iou_threshold=0.5, pre_nms_top_k=400, per_class_top_k=None,
+        max_detections=200,
+        source="apple/ml-cvnets main: SingleShotDetector.postprocess_detections (conf-threshold "
+               "0.01, top-k 400, objects-per-image 200, nms-iou-threshold 0.5)"),
+}
+
+
+def postprocess_settings(settings: str | PostprocessConfig = "v0.1", *,
+                         conf_threshold: float | None = None,
+                         nms_iou_threshold: float | None = None) -> PostprocessConfig:
+    """The :class:`PostprocessConfig` named ``settings`` (a key of :data:`POSTPROCESS`, or a
+    config itself), with the two thresholds overridden where given."""
+    if isinstance(settings, str):
+        if settings not in POSTPROCESS:
+            raise ValueError(f"unknown post-processing settings {settings!r}; known: "
+                             f"{sorted(POSTPROCESS)} (or pass a PostprocessConfig)")
+        settings = POSTPROCESS[settings]
+    elif not isinstance(settings, PostprocessConfig):
+        raise TypeError(f"settings must be a name in {sorted(POSTPROCESS)} or a PostprocessConfig, "
+                        f"got {type(settings).__name__}")
+    changes = {k: v for k, v in (("conf_threshold", conf_threshold),
+                                 ("nms_iou_threshold", nms_iou_threshold)) if v is not None}
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5,
@@ -57,43 +135,51 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5,
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
-                iou_threshold: float = 0.5) -> torch.Tensor:
-    """NMS within each label separately (boxes of different labels never suppress each other);
-    the kept indices of all labels, sorted by score."""
-    keep = [idx[nms(boxes[idx], scores[idx], iou_threshold)]
+                iou_threshold: float = 0.5, per_label_top_k: int | None = None) -> torch.Tensor:
+    """NMS within each label separately (boxes of different labels never suppress each other),
+    keeping at most ``per_label_top_k`` boxes per label; the kept indices of all labels, sorted
+    by score."""
+    keep = [idx[nms(boxes[idx], scores[idx], iou_threshold, per_label_top_k)]
             for idx in (torch.nonzero(labels == c).flatten()  # [M_c, 1] -> [M_c]
                         for c in labels.unique())]
     if not keep:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     keep_t = torch.cat(keep)
-    return keep_t[scores[keep_t].argsort(descending=True)]
+    return keep_t[scores[keep_t].argsort(descending=True, stable=True)]
 
 
-def postprocess(output: SSDOutput, conf_threshold: float = 0.01, nms_iou_threshold: float = 0.5,
-                pre_nms_top_k: int = 400, max_detections: int = 200,
+def postprocess(output: SSDOutput, settings: str | PostprocessConfig = "v0.1", *,
+                conf_threshold: float | None = None, nms_iou_threshold: float | None = None,
                 center_variance: float = 0.1, size_variance: float = 0.2) -> list[Detections]:
-    """Network output -> detections per image (boxes relative to the image, clipped to [0, 1]).
+    """Network output -> detections per image, boxes relative to the image (0..1), **not
+    clipped**: a box may reach past the border, as in the official code (see the module's
+    docstring for where the official evaluation clips).
 
-    As the official ``postprocess_detections``: softmax over the classes; decode the boxes; for
-    each object class keep the anchors whose probability exceeds ``conf_threshold``, at most the
-    ``pre_nms_top_k`` best; NMS per class; then the ``max_detections`` best boxes of the image.
-    (cvnets v0.1 capped each class at 200 boxes after NMS instead; COCO's evaluator reads at
-    most 100 boxes per image either way.)"""
+    Softmax over the classes; decode the boxes against the anchors; for each object class keep
+    the anchors whose probability exceeds ``conf_threshold`` (at most ``pre_nms_top_k``); NMS per
+    class (at most ``per_class_top_k`` kept per class); then at most ``max_detections`` boxes per
+    image, best first. ``settings`` names the recipe (:data:`POSTPROCESS`: ``"v0.1"``, the
+    paper's, or ``"main"``) or is a :class:`PostprocessConfig`; ``conf_threshold`` and
+    ``nms_iou_threshold`` override its thresholds."""
+    s = postprocess_settings(settings, conf_threshold=conf_threshold,
+                             nms_iou_threshold=nms_iou_threshold)
     probs = output.scores.softmax(dim=-1)  # [B, N, K]
     boxes = decode_boxes(output.locations, output.anchors, center_variance,
-                         size_variance).clamp(0, 1)  # [B, N, 4]
+                         size_variance)  # [B, N, 4], not clipped
     results = []
     for b in range(probs.shape[0]):
         cand_boxes, cand_scores, cand_labels = [], [], []
         for k in range(1, probs.shape[-1]):  # class 0 is the background
             p = probs[b, :, k]  # [N]
-            idx = torch.nonzero(p > conf_threshold).flatten()  # [N_k, 1] -> [N_k]
-            if idx.numel() > pre_nms_top_k:
-                idx = idx[p[idx].topk(pre_nms_top_k).indices]
+            idx = torch.nonzero(p > s.conf_threshold).flatten()  # [N_k, 1] -> [N_k]
+            if s.pre_nms_top_k is not None and idx.numel() > s.pre_nms_top_k:
+                idx = idx[p[idx].topk(s.pre_nms_top_k).indices]
             cand_boxes.append(boxes[b, idx])
             cand_scores.append(p[idx])
             cand_labels.append(torch.full_like(idx, k))
         cb, cs, cl = torch.cat(cand_boxes), torch.cat(cand_scores), torch.cat(cand_labels)
-        keep = batched_nms(cb, cs, cl, nms_iou_threshold)[:max_detections]
+        keep = batched_nms(cb, cs, cl, s.nms_iou_threshold, s.per_class_top_k)
+        if s.max_detections is not None:
+            keep = keep[: s.max_detections]
         results.append(Detections(cb[keep], cs[keep], cl[keep]))
     return results

@@ -33,7 +33,7 @@ from torch import nn
 
 from mobilevit_edu.detection.anchors import AnchorGenerator, ssd_feature_sizes
 from mobilevit_edu.detection.config import SSDConfig
-from mobilevit_edu.detection.postprocess import Detections, postprocess
+from mobilevit_edu.detection.postprocess import Detections, PostprocessConfig, postprocess
 from mobilevit_edu.models.mobilevit import CONFIGS, MobileViT, check_image_batch, config_with
 from mobilevit_edu.nn.layers import ConvBNAct, to_pair
 
@@ -170,9 +170,13 @@ class SSDLite(nn.Module):
         return self.anchor_generator.num_anchors(sizes)
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, *, conf_threshold: float | None = None,
+    def predict(self, images: torch.Tensor, *, settings: str | PostprocessConfig = "v0.1",
+                conf_threshold: float | None = None,
                 nms_iou_threshold: float | None = None) -> list[Detections]:
-        """Detections per image, boxes in pixels of ``images``; the model is run in eval mode."""
+        """Detections per image, boxes in pixels of ``images``, not clipped to the image (as the
+        official ``predict``); the model is run in eval mode. ``settings`` names the official
+        post-processing (``"v0.1"``, the paper's, or ``"main"``; see :data:`~mobilevit_edu.
+        detection.postprocess.POSTPROCESS`); the two thresholds override its own."""
         was_training = self.training
         self.eval()
         try:
@@ -180,11 +184,8 @@ class SSDLite(nn.Module):
         finally:
             self.train(was_training)
         c = self.config
-        dets = postprocess(out, conf_threshold=c.conf_threshold if conf_threshold is None
-                           else conf_threshold,
-                           nms_iou_threshold=c.nms_iou_threshold if nms_iou_threshold is None
-                           else nms_iou_threshold,
-                           pre_nms_top_k=c.pre_nms_top_k, max_detections=c.max_detections,
+        dets = postprocess(out, settings, conf_threshold=conf_threshold,
+                           nms_iou_threshold=nms_iou_threshold,
                            center_variance=c.center_variance, size_variance=c.size_variance)
         h, w = images.shape[-2:]
         scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=images.device)

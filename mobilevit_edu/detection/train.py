@@ -3,9 +3,10 @@
 The detection recipe (``ssd_mobilevit_*_320.yaml`` of apple/ml-cvnets v0.1) is the classification
 recipe of §4.1 with other numbers, so :func:`train_detector` is the loop of
 :mod:`mobilevit_edu.train.loop` with a detection :class:`~mobilevit_edu.train.loop.Task`: a random
-horizontal flip, the anchors matched and encoded per batch, and :func:`ssd_loss`; scored after
-each epoch by the COCO evaluator. This is the only module of the detection package that imports
-the training loop.
+horizontal flip (the official crop and colour augmentation are data-set transforms), the
+anchors matched and encoded per batch, and :func:`ssd_loss`; scored after each epoch by the COCO
+evaluator (:func:`evaluate_detector`, post-processing ``"v0.1"``). This is the only module of the
+detection package that imports the training loop.
 """
 
 from __future__ import annotations
@@ -75,8 +76,13 @@ def train_detector(model: SSDLite, dataset: Dataset, config: TrainConfig, *,
     numbers: AdamW (weight decay 0.01 on every parameter), a linear warm-up per iteration from
     ``config.warmup_lr`` to ``config.lr`` (official: 0.00009 -> 0.0009 over 500 iterations),
     then a cosine per epoch down to ``config.min_lr`` (official: 1e-6), EMA if
-    ``config.ema_momentum``; the loss is :func:`ssd_loss`. Augmentation: a random horizontal
-    flip. The run is a function of ``config.seed`` (data order, flips, dropout).
+    ``config.ema_momentum``; the loss is :func:`ssd_loss`. Augmentation here: a random
+    horizontal flip (``hflip``). The rest of the official augmentation (SSD random crop,
+    photometric distortion, flip, resize: ``ssd_train_transform`` of
+    ``mobilevit_edu.data.detection_transforms``) belongs to the data set (``transform=`` of
+    ``CocoDetection`` / ``ShapesDetection``); it flips already, so pass
+    ``hflip=False`` with it. The run is a function of ``config.seed`` (data order, flips,
+    dropout, and the data set's transforms, which draw from torch's RNG).
 
     It is :func:`~mobilevit_edu.train.loop.fit` with :func:`detection_task`, so every
     ``TrainConfig`` field holds: ``device`` (``device=`` overrides it; ``None``: the loop's

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "remap_state_dict",
     "Layout",
     "LAYOUTS",
     "CheckpointError",
@@ -176,22 +177,22 @@ def _describe(keys: Sequence[str], limit: int = 12) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def to_ours(
+def remap_state_dict(
     state_dict: Mapping[str, torch.Tensor],
-    model: nn.Module,
-    layout: Layout | None = None,
+    ours: Mapping[str, torch.Tensor],
+    mapping: Mapping[str, Sequence[str]],
     *,
     ignore: Sequence[str] = (),
-) -> dict[str, torch.Tensor]:
-    """Convert a checkpoint in ``layout`` (detected if None) to ``model``'s own keys.
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a checkpoint's tensors to our keys through ``mapping`` (our key -> their key(s);
+    several are concatenated along dim 0, as Hugging Face's split q/k/v) and check them.
 
-    ``ignore`` lists our key prefixes to leave out on purpose (e.g. ``("classifier",)`` to
-    fine-tune on a new number of classes); nothing else is dropped silently.
-    """
-    state_dict = _unwrap(state_dict)
-    layout = layout or detect_layout(state_dict)
-    ours = model.state_dict()
-    mapping = key_map(model, layout)
+    Returns ``(converted, problems)``: ``problems`` lists, in the file's names, every missing,
+    unexpected and mis-shaped tensor (empty when the file fits). BatchNorm's
+    ``num_batches_tracked`` counters are optional, as in PyTorch, timm and Hugging Face: where
+    the file lacks one the model's own value is kept. ``ignore`` lists our key prefixes to leave
+    out on purpose. Every loader of the library (classification, SSDLite, DeepLabv3 in each
+    layout) goes through this one function."""
     converted: dict[str, torch.Tensor] = {}
     missing, used, bad_shapes = [], set(), []
     for key, theirs in mapping.items():
@@ -199,14 +200,13 @@ def to_ours(
             used.update(theirs)  # their counterpart is not "unexpected" either
             continue
         if not all(t in state_dict for t in theirs):
-            if key.endswith(".num_batches_tracked"):
-                # BatchNorm's step counter: only used when momentum is None, and PyTorch, timm
-                # and Hugging Face all load without it; keep the model's own value
+            if key.endswith(".num_batches_tracked"):  # BatchNorm's step counter: keep ours
                 converted[key] = ours[key]
                 continue
             missing.extend(t for t in theirs if t not in state_dict)
             continue
-        tensor = torch.cat([state_dict[t] for t in theirs], 0) if len(theirs) > 1 else state_dict[theirs[0]]
+        tensor = (torch.cat([state_dict[t] for t in theirs], 0) if len(theirs) > 1
+                  else state_dict[theirs[0]])
         used.update(theirs)
         if tuple(tensor.shape) != tuple(ours[key].shape):
             bad_shapes.append(
@@ -223,6 +223,25 @@ def to_ours(
         problems.append(f"unexpected keys ({len(unexpected)}): {_describe(unexpected)}")
     if bad_shapes:
         problems.append(f"shape mismatches ({len(bad_shapes)}): " + "; ".join(bad_shapes[:8]))
+    return converted, problems
+
+
+def to_ours(
+    state_dict: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    layout: Layout | None = None,
+    *,
+    ignore: Sequence[str] = (),
+) -> dict[str, torch.Tensor]:
+    """Convert a checkpoint in ``layout`` (detected if None) to ``model``'s own keys.
+
+    ``ignore`` lists our key prefixes to leave out on purpose (e.g. ``("classifier",)`` to
+    fine-tune on a new number of classes); nothing else is dropped silently.
+    """
+    state_dict = _unwrap(state_dict)
+    layout = layout or detect_layout(state_dict)
+    converted, problems = remap_state_dict(state_dict, model.state_dict(), key_map(model, layout),
+                                           ignore=ignore)
     if problems:
         hint = (
             "check the model size (xxs/xs/s), num_classes and output_stride, the layout "

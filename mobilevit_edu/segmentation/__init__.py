@@ -15,6 +15,11 @@ The package, one concern per module:
 * :mod:`~mobilevit_edu.segmentation.datasets`: :class:`VOCSegmentation` (with its palette and
   mask format) and :class:`ShapesSegmentation`, the book's shapes;
 * :mod:`~mobilevit_edu.segmentation.hf`: Hugging Face's checkpoint layout and config;
+* :mod:`~mobilevit_edu.segmentation.cvnets`: apple/ml-cvnets' checkpoint layout (the released
+  ``deeplabv3_mobilevit_*.pt``), and loading / exporting any of the three layouts;
+* :mod:`~mobilevit_edu.segmentation.evaluate`: :func:`load_segmenter` and :func:`evaluate_voc`,
+  the official PASCAL VOC val protocol (BGR for released weights, input resized to 512 x 512,
+  logits scored against each original mask);
 * :mod:`~mobilevit_edu.segmentation.train`: the official recipe and :func:`train_segmenter`, the
   only module here that imports the training loop (loaded when first used, so that building a
   network never imports :mod:`mobilevit_edu.train`).
@@ -27,12 +32,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mobilevit_edu.segmentation.cvnets import (
+    SEGMENTATION_LAYOUTS, cvnets_segmentation_key_map, detect_segmentation_layout,
+    load_cvnets_segmentation_state_dict, load_segmentation_state_dict, segmentation_state_dict,
+    to_cvnets_segmentation_state_dict,
+)
 from mobilevit_edu.segmentation.datasets import (
     VOC_CLASSES, ShapesSegmentation, VOCSegmentation, save_voc_mask, voc_palette,
 )
 from mobilevit_edu.segmentation.deeplabv3 import (
     ASPP, ATROUS_RATES, IGNORE_INDEX, ASPPPooling, DeepLabV3, aspp_sampling_points,
     aspp_valid_taps, create_deeplabv3, load_backbone, upsample_logits,
+)
+from mobilevit_edu.segmentation.evaluate import (
+    channel_order, evaluate_voc, load_segmenter, voc_eval_input,
 )
 from mobilevit_edu.segmentation.hf import (
     HF_SIZES, hf_segmentation_config, hf_segmentation_key_map, load_hf_segmentation_state_dict,
@@ -71,6 +84,17 @@ __all__ = [
     "load_hf_segmentation_state_dict",
     "to_hf_segmentation_state_dict",
     "load_backbone",
+    "SEGMENTATION_LAYOUTS",
+    "cvnets_segmentation_key_map",
+    "detect_segmentation_layout",
+    "load_cvnets_segmentation_state_dict",
+    "load_segmentation_state_dict",
+    "to_cvnets_segmentation_state_dict",
+    "segmentation_state_dict",
+    "load_segmenter",
+    "evaluate_voc",
+    "voc_eval_input",
+    "channel_order",
     "aspp_sampling_points",
     "aspp_valid_taps",
 ]

@@ -4,12 +4,16 @@ The paper fine-tunes and scores DeepLabv3 on PASCAL VOC 2012 (21 classes, bounda
 labelled 255). :class:`VOCSegmentation` reads VOC's own folder layout; :func:`voc_palette` and
 :func:`save_voc_mask` are its colour map and mask format. :class:`ShapesSegmentation` turns the
 book's procedurally drawn shapes into a small segmentation data set that trains on a CPU.
-Both return ``(image [3, H, W] float in [0, 1], mask [H, W] int64)``.
+Both return ``(image [3, H, W] float in [0, 1], mask [H, W] int64)`` and take a joint
+``transform(image, mask) -> (image, mask)``, such as the official training augmentation (random
+short side 256-1024, crop 512, flip: cvnets v0.1 ``PascalVOCDataset.training_transforms``) in
+:mod:`mobilevit_edu.data.segmentation_transforms`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,9 @@ __all__ = [
     "VOCSegmentation",
     "ShapesSegmentation",
 ]
+
+# a joint transform of (image [3, H, W], mask [H, W]), e.g. deeplab_train_transform()
+PairTransform = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -94,9 +101,17 @@ class VOCSegmentation(Dataset):
         VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt   one <id> per line
 
     ``root`` is the ``VOC2012`` folder or one above it (``VOCdevkit`` or its parent).
-    ``ds[i]`` -> ``(image [3, H, W] float RGB in [0, 1], mask [H, W] int64)``, at the file's size
-    unless ``image_size`` is given; ``ds[(h, w, i)]`` gives ``h x w`` (image bilinear, mask
-    nearest). ``transform(image, mask) -> (image, mask)`` runs last.
+    ``ds[i]`` -> ``(image [3, H, W] float RGB in [0, 1], mask [H, W] int64)``.
+
+    * Evaluation: ``image_size=None`` (the default) returns the image and mask exactly as stored,
+      unresized; the official protocol scores against these original masks
+      (:func:`~mobilevit_edu.segmentation.evaluate.evaluate_voc`).
+    * Training: ``transform(image, mask) -> (image, mask)`` runs on the pair at the file's size
+      (e.g. ``deeplab_train_transform(crop=512)``, the official random scale, crop and flip).
+    * ``image_size`` (or a key ``(h, w, i)``) resizes the pair last: image bilinear, mask nearest.
+
+    ``mask_folder="SegmentationClassAug"`` reads the extra SBD annotations of the official
+    ``train_aug`` split (grayscale PNGs of class indices) instead of ``SegmentationClass``.
     """
 
     def __init__(
@@ -104,11 +119,12 @@ class VOCSegmentation(Dataset):
         root: str | Path,
         split: str = "train",
         image_size: int | tuple[int, int] | None = None,
-        transform: Callable[[torch.Tensor, torch.Tensor],
-                            tuple[torch.Tensor, torch.Tensor]] | None = None,
+        transform: PairTransform | None = None,
         *,
         classes: Sequence[str] = VOC_CLASSES,
+        mask_folder: str = "SegmentationClass",
     ) -> None:
+        self.mask_folder = mask_folder
         self.root = self._find_root(Path(root))
         self.split = split
         self.classes = tuple(classes)
@@ -130,13 +146,12 @@ class VOCSegmentation(Dataset):
             raise FileNotFoundError(f"{len(missing)} file(s) listed in {split_file.name} are "
                                     f"missing: {', '.join(map(str, missing[:5]))}{more}")
 
-    @staticmethod
-    def _find_root(root: Path) -> Path:
+    def _find_root(self, root: Path) -> Path:
         for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
-            if (candidate / "JPEGImages").is_dir() and (candidate / "SegmentationClass").is_dir():
+            if (candidate / "JPEGImages").is_dir() and (candidate / self.mask_folder).is_dir():
                 return candidate
         raise FileNotFoundError(
-            f"no PASCAL VOC 2012 tree under {root}: expected JPEGImages/, SegmentationClass/ and "
+            f"no PASCAL VOC 2012 tree under {root}: expected JPEGImages/, {self.mask_folder}/ and "
             "ImageSets/Segmentation/ in it, in VOC2012/ or in VOCdevkit/VOC2012/"
         )
 
@@ -144,7 +159,7 @@ class VOCSegmentation(Dataset):
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def _mask_path(self, image_id: str) -> Path:
-        return self.root / "SegmentationClass" / f"{image_id}.png"
+        return self.root / self.mask_folder / f"{image_id}.png"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -169,17 +184,21 @@ class VOCSegmentation(Dataset):
         check_target(mask, self.num_classes, IGNORE_INDEX, f"mask {path.name}")
         return mask
 
+    def read_image(self, index: int) -> torch.Tensor:
+        """The image ``[3, H, W]`` (RGB in [0, 1]) of ``index`` at its own size."""
+        return load_rgb(self._image_path(self.ids[index]))
+
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         size, i = parse_key(key, self.image_size, len(self))
-        image = load_rgb(self._image_path(self.ids[i]))  # [3, H, W]
+        image = self.read_image(i)  # [3, H, W]
         mask = self.read_mask(i)
         if tuple(mask.shape) != tuple(image.shape[-2:]):
             raise ValueError(f"{self.ids[i]}: mask {tuple(mask.shape)} and image "
                              f"{tuple(image.shape[-2:])} differ in size")
+        if self.transform is not None:  # at the file's size, before any resizing
+            image, mask = self.transform(image, mask)
         if size is not None:
             image, mask = resize_image_and_mask(image, mask, size)
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
         return image, mask
 
 
@@ -190,14 +209,18 @@ class ShapesSegmentation(Dataset):
     image; the scene of sample ``i`` is the same at every resolution.
 
     ``ds[i]`` -> ``(image [3, H, W], mask [H, W] int64)`` at ``image_size``; ``ds[(h, w, i)]``
-    renders at ``h x w``. ``cache=True`` keeps rendered samples in memory (masks as uint8)."""
+    renders at ``h x w``. ``cache=True`` keeps rendered samples in memory (masks as uint8).
+    ``transform(image, mask) -> (image, mask)`` runs on every rendered pair (after the cache, so a
+    random augmentation differs at each epoch), e.g. the official random scale, crop and flip
+    scaled to the shapes' size."""
 
     def __init__(self, size: int, image_size: int | tuple[int, int] = 128, seed: int = 0,
-                 cache: bool = True) -> None:
+                 cache: bool = True, transform: PairTransform | None = None) -> None:
         self.shapes = ShapesDataset(size, task="shape", image_size=image_size, seed=seed)
         self.image_size = self.shapes.image_size
         self.classes: tuple[str, ...] = ("background", *SHAPES)
         self.num_classes = len(self.classes)
+        self.transform = transform
         self._cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] | None = (
             {} if cache else None)
 
@@ -209,6 +232,12 @@ class ShapesSegmentation(Dataset):
                 f"seed={self.shapes.seed}, classes={list(self.classes)})")
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self._render(key)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
+
+    def _render(self, key: Any) -> tuple[torch.Tensor, torch.Tensor]:
         size, i = parse_key(key, self.image_size, len(self))
         h, w = size
         if self._cache is not None and (h, w, i) in self._cache:

@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from mobilevit_edu.models.checkpoints import CheckpointError, from_ours, key_map, to_ours
+from mobilevit_edu.models.checkpoints import (
+    CheckpointError, from_ours, key_map, remap_state_dict, to_ours,
+)
 from mobilevit_edu.segmentation.deeplabv3 import DeepLabV3, mobilevit_size
 
 __all__ = [
@@ -94,30 +96,10 @@ def load_hf_segmentation_state_dict(
     except CheckpointError as err:
         problems.append(f"backbone: {err}")
     ours = model.state_dict()
-    used, missing, bad = set(), [], []
-    for key in ours:
-        if key.startswith("backbone."):
-            continue
-        theirs = hf_head_key(key)
-        if theirs not in head_sd and key.endswith(".num_batches_tracked"):
-            converted[key] = ours[key]  # optional, as in PyTorch, timm and Hugging Face
-            continue
-        if theirs not in head_sd:
-            missing.append(theirs)
-            continue
-        used.add(theirs)
-        if tuple(head_sd[theirs].shape) != tuple(ours[key].shape):
-            bad.append(f"{theirs}: checkpoint {tuple(head_sd[theirs].shape)} vs model "
-                       f"{tuple(ours[key].shape)}")
-            continue
-        converted[key] = head_sd[theirs]
-    unexpected = sorted(k for k in head_sd if k not in used)
-    if missing:
-        problems.append(f"head: missing keys ({len(missing)}): {', '.join(missing[:8])}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:8])}")
-    if bad:
-        problems.append(f"head: shape mismatches ({len(bad)}): {'; '.join(bad[:8])}")
+    head = {key: [hf_head_key(key)] for key in ours if not key.startswith("backbone.")}
+    head_converted, head_problems = remap_state_dict(head_sd, ours, head)
+    converted.update(head_converted)
+    problems += [f"head: {p}" for p in head_problems]
     if problems:
         raise CheckpointError("checkpoint does not fit DeepLabV3: " + " | ".join(problems)
                               + ". Fix: check the size (xxs/xs/s), num_classes and the atrous "

@@ -138,9 +138,14 @@ def evaluate_segmentation(
     ignore_index: int = IGNORE_INDEX,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Score ``model`` (eval mode) on ``(image, mask)`` pairs: the logits are upsampled to the
-    mask size (the standard protocol scores at the ground truth's resolution). Returns
-    ``{"miou", "pixel_acc", "loss", "iou" (list, NaN for absent classes), "confusion"}``."""
+    """Score ``model`` (eval mode) on ``(image, mask)`` pairs as the data set gives them: the logits
+    are upsampled bilinearly to each batch's mask size, so the score is at the data set's size
+    (the book's rendered shapes, or the validation loss during training). Returns ``{"miou",
+    "pixel_acc", "loss", "iou" (list, NaN for absent classes), "confusion"}``.
+
+    For PASCAL VOC use :func:`~mobilevit_edu.segmentation.evaluate.evaluate_voc`: it resizes only
+    the network's input and scores against each *original* mask, as the paper's code does; a data
+    set of resized masks gives a different (not comparable) number."""
     k = num_classes or model.num_classes
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     loader = (DataLoader(data, batch_size=batch_size, shuffle=False)

@@ -1,0 +1,113 @@
+"""``python -m mobilevit_edu.experiments``: list, run and report the book's experiments.
+
+    list                      every experiment, its arms and how many runs the ledger holds
+    run NAME [NAME ...]|all   run what the ledger lacks (each run is recorded as it finishes;
+                              stop at any time and run again to continue)
+    report NAME [...]|all     mean +- sd per arm, the 95 % interval of each claimed difference
+                              and the verdict (agrees / contradicts / inconclusive)
+
+``--profile ci`` runs a reduced version (fewer images, epochs and seeds) into a ledger under
+``_build/``; the full ledger is ``results/experiments/cpu.jsonl`` (``--ledger`` to change it).
+A user's mistake (unknown experiment, bad seeds, unreadable ledger) prints one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mobilevit_edu.experiments.catalog import EXPERIMENTS, get, scaled
+from mobilevit_edu.experiments.ledger import Ledger
+from mobilevit_edu.experiments.protocol import Experiment, claim_rows, pending, run_experiment
+
+__all__ = ["CI_CHANGES", "CI_SEEDS", "default_ledger", "select", "main"]
+
+PROG = "python -m mobilevit_edu.experiments"
+ROOT = Path(__file__).resolve().parents[2]
+CI_CHANGES = {"n_train": 256, "n_val": 100, "n_test": 100, "epochs": 2}
+CI_SEEDS = (0, 1)
+
+
+class UsageError(Exception):
+    """A mistake in the command line (one line, exit status 2)."""
+
+
+def default_ledger(profile: str) -> Path:
+    """Where a profile's runs go: the committed CPU set, or a scratch file for ``ci``."""
+    if profile == "ci":
+        return ROOT / "_build" / "experiments" / "ci.jsonl"
+    return ROOT / "results" / "experiments" / "cpu.jsonl"
+
+
+def select(names: Sequence[str], profile: str) -> list[Experiment]:
+    """The experiments named (``all``: every one), scaled down under the ``ci`` profile."""
+    if not names:
+        raise UsageError("name an experiment or 'all'; see 'list'")
+    chosen = list(EXPERIMENTS) if list(names) == ["all"] else list(names)
+    try:
+        exps = [get(n) for n in chosen]
+    except KeyError as err:
+        raise UsageError(err.args[0]) from None
+    return [scaled(e, CI_CHANGES, CI_SEEDS) if profile == "ci" else e for e in exps]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["list", "run", "report"])
+    p.add_argument("names", nargs="*", help="experiment names, or 'all'")
+    p.add_argument("--profile", choices=["full", "ci"], default="full")
+    p.add_argument("--ledger", default=None, help="the JSON-lines ledger (default by profile)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: five, 0-4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2")
+    if not seeds or min(seeds) < 0:
+        raise UsageError(f"--seeds {text!r}: seeds are integers >= 0")
+    return seeds
+
+
+def _run(args: argparse.Namespace) -> int:
+    ledger = Ledger(args.ledger or default_ledger(args.profile))
+    seeds = _seeds(args.seeds)
+    if args.command == "list":
+        for exp in select(args.names or ["all"], args.profile):
+            runs = len(exp.arms) * len(seeds or exp.seeds)
+            todo = len(pending(exp, ledger, seeds))
+            arms = ", ".join(a.name for a in exp.arms)
+            print(f"{exp.name:16s} {exp.paper:18s} {runs - todo:3d}/{runs} runs  [{arms}]")
+        return 0
+    exps = select(args.names, args.profile)
+    if args.command == "run":
+        for exp in exps:
+            run_experiment(exp, ledger, seeds=seeds, progress=not args.quiet)
+        return 0
+    for exp in exps:
+        try:
+            rows = claim_rows(exp, ledger, seeds)
+        except ValueError as err:
+            raise UsageError(f"{exp.name}: {err}; run it first") from None
+        print(f"{exp.name}: {exp.title} ({exp.paper})")
+        for row in rows:
+            print("  " + row.line())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, or 2 for a user's mistake)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (UsageError, ValueError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
