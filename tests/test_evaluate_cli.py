@@ -233,3 +233,53 @@ def test_segment_passes_the_voc_root_and_prints_table_2(files, capsys, monkeypat
         "cvnets README 77.1 %)")
     code, _, err = _run(capsys, "segment", "--weights", files.ours3, "--data", voc / "nope")
     assert "no such folder" in _one_line_error(code, err)
+
+
+# --- detect and segment end to end: real loaders and evaluators on tiny real-format files --------
+
+
+def test_detect_end_to_end_on_a_tiny_coco_tree(tmp_path, capsys):
+    """A cvnets-layout SSDLite file and a COCO tree (non-square images, a crowd region) through
+    the command: the layout is detected, the evaluator runs, the line names Table 1."""
+    import json as _json
+
+    from test_detection_official import write_coco
+
+    from mobilevit_edu.detection import create_ssdlite, ssdlite_from_ours
+
+    (tmp_path / "coco").mkdir()
+    img_dir, ann = write_coco(tmp_path / "coco")
+    (tmp_path / "coco" / "annotations").mkdir()
+    (tmp_path / "coco" / "annotations" / "instances_val2017.json").write_text(ann.read_text())
+    torch.manual_seed(0)
+    weights = tmp_path / "ssd_mobilevit_xxs.pt"
+    torch.save(ssdlite_from_ours(create_ssdlite("xxs", num_classes=3), "cvnets"), weights)
+    out_json = tmp_path / "r.json"
+    code, out, err = _run(capsys, "detect", "--weights", weights, "--data", tmp_path / "coco",
+                          "--image-size", 160, "--no-progress", "--json", out_json)
+    assert code == 0, err
+    assert "mAP" in out and "no paper number" in out  # 2 categories, not COCO's 80
+    result = _json.loads(out_json.read_text())["metrics"]
+    assert result["images"] == 2 and -1 <= result["mAP"] <= 1
+
+
+def test_segment_end_to_end_on_a_tiny_voc_tree(tmp_path, capsys):
+    """A cvnets-layout DeepLabv3 file and a VOC tree (palette masks, 255 boundaries, non-square
+    images) through the command."""
+    import json as _json
+
+    from test_segmentation_official import write_voc_tree
+
+    from mobilevit_edu.segmentation import create_deeplabv3, to_cvnets_segmentation_state_dict
+
+    _, masks = write_voc_tree(tmp_path / "voc")
+    torch.manual_seed(0)
+    weights = tmp_path / "deeplabv3_mobilevit_xxs.pt"
+    torch.save(to_cvnets_segmentation_state_dict(create_deeplabv3("xxs")), weights)
+    out_json = tmp_path / "r.json"
+    code, out, err = _run(capsys, "segment", "--weights", weights, "--data", tmp_path / "voc",
+                          "--image-size", 64, "--no-progress", "--json", out_json)
+    assert code == 0, err
+    assert "mIoU" in out and "Table 2" in out and "not comparable" in out  # 64 px, not 512
+    result = _json.loads(out_json.read_text())["metrics"]
+    assert result["images"] == 3 and 0 <= result["miou"] <= 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import sys
 from collections.abc import Sequence
@@ -70,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     common.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     common.add_argument("--json", default=None, metavar="FILE", help="also write the result here")
-    common.add_argument("--workers", type=int, default=4, metavar="N", help="DataLoader processes")
+    common.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="DataLoader processes (default: up to 4, no more than the CPUs)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
     channels = argparse.ArgumentParser(add_help=False)
     channels.add_argument("--channels", choices=["bgr", "rgb"], default=None,
