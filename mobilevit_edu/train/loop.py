@@ -48,7 +48,8 @@ from mobilevit_edu.train.distributed import (
 )
 from mobilevit_edu.train.recipe import EMA, History, TrainConfig, build_optimizer, lr_at
 
-__all__ = ["StepOutput", "Task", "fit", "amp_context", "resolve_device", "load_training_state"]
+__all__ = ["StepOutput", "Task", "fit", "amp_context", "resolve_device", "load_training_state",
+           "to_channels_last"]
 
 
 class StepOutput(NamedTuple):
@@ -105,6 +106,18 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a training checkpoint of this book (missing {', '.join(missing)}); "
             "pass the last.pt that a training run wrote into its out_dir")
     return state
+
+
+def to_channels_last(batch: Any) -> Any:
+    """``batch`` with every 4-D tensor in it (images) in NHWC memory order; other parts as
+    they are (tuples, named tuples and lists are rebuilt around the converted tensors)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_channels_last(b) for b in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_channels_last(b) for b in batch)
+    return batch
 
 
 def _set_epoch(obj: Any, epoch: int) -> None:
@@ -166,6 +179,8 @@ def fit(
 
     seed_everything(config.seed + rank)
     model.to(device).train()
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -210,6 +225,8 @@ def fit(
                 batches = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
             for batch in batches:
                 lr = lr_at(config, iteration, epoch)
+                if config.channels_last:
+                    batch = to_channels_last(batch)
                 with amp_context(device, amp):
                     out = task.step(net, batch, device)
                 if out is None:  # the task skips this batch
