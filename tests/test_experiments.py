@@ -12,10 +12,10 @@ import pytest
 from mobilevit_edu.experiments import ledger as L
 from mobilevit_edu.experiments.ledger import Ledger, Run, code_version
 from mobilevit_edu.experiments.protocol import (
-    Arm, Claim, Experiment, arm_values, claim_rows, pending, run_experiment,
+    Arm, Claim, Experiment, arm_values, claim_rows, pending, run_experiment, run_experiments,
 )
 from mobilevit_edu.experiments.stats import (
-    Interval, summarize, t_cdf, t_quantile, verdict, welch_interval,
+    Interval, paired_interval, summarize, t_cdf, t_quantile, verdict, welch_interval,
 )
 
 
@@ -66,18 +66,63 @@ def test_run_experiment_records_each_run_and_resumes(tmp_path):
     calls: list = []
     ledger = Ledger(tmp_path / "runs.jsonl")
     exp = _toy(calls, seeds=(0, 1, 2))
-    assert run_experiment(exp, ledger, progress=False, log=lambda s: None) == 9
-    assert len(ledger.runs("toy")) == 9 and len(calls) == 9
+    # "big" and "same" have equal settings: one run each seed serves both arms
+    assert run_experiment(exp, ledger, progress=False, log=lambda s: None) == 6
+    assert len(ledger.runs("toy")) == 6 and len(calls) == 6
     assert run_experiment(exp, ledger, progress=False, log=lambda s: None) == 0  # all recorded
     more = _toy(calls, seeds=(0, 1, 2, 3, 4))
     assert [s for _, s, _ in pending(more, ledger)] == [3, 3, 3, 4, 4, 4]
-    assert run_experiment(more, ledger, progress=False, log=lambda s: None) == 6
+    assert run_experiment(more, ledger, progress=False, log=lambda s: None) == 4
     line = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[0])
-    assert {"key", "config", "code", "metrics", "wall_s", "machine", "seed"} <= set(line)
+    assert {"key", "config", "code", "metrics", "wall_s", "machine", "seed", "runner"} <= set(line)
     assert arm_values(more, ledger, "test_acc")["small"] == pytest.approx(
         [0.5 + 0.01 * ((s * 7) % 3) for s in range(5)])
+    assert arm_values(more, ledger, "test_acc")["same"] == arm_values(more, ledger,
+                                                                      "test_acc")["big"]
     verdicts = {r.claim.source: r.verdict for r in claim_rows(more, ledger)}
     assert verdicts == {"Fig. X": "agrees", "Fig. Y": "inconclusive", "Fig. Z": "contradicts"}
+
+
+def test_experiments_share_equal_arms_and_shards_split_the_work(tmp_path):
+    calls: list = []
+    ledger = Ledger(tmp_path / "runs.jsonl")
+    first = _toy(calls, seeds=(0, 1))
+    second = Experiment("other", "another toy", "Fig. W", (Arm("big", {"gain": 0.2}),
+                                                           Arm("tiny", {"gain": -0.1})),
+                        first.run, seeds=(0, 1))
+    assert len(pending(second, ledger)) == 4
+    log = lambda s: None  # noqa: E731
+    n0 = run_experiments([first, second], ledger, progress=False, log=log, shard=(0, 2))
+    n1 = run_experiments([first, second], ledger, progress=False, log=log, shard=(1, 2))
+    assert n0 + n1 == 6 and len(ledger.runs()) == 6  # 2 + 1 distinct settings x 2 seeds
+    assert sorted(calls) == sorted(set(calls))  # no run twice
+    assert pending(second, ledger) == []  # "big" came from the first experiment
+    with pytest.raises(ValueError, match="shard"):
+        run_experiments([first], ledger, shard=(2, 2))
+
+
+def test_paired_claims_compare_two_metrics_of_the_same_runs(tmp_path):
+    def run(config, seed):
+        return {"last": 0.50 + 0.02 * seed, "ema": 0.51 + 0.02 * seed + 0.001 * (seed % 2)}
+
+    exp = Experiment("ema", "t", "Table 7", (Arm("LS", {}),), run, seeds=(0, 1, 2, 3, 4),
+                     claims=(Claim("EMA helps", "Table 7", "LS", "LS", metric="ema",
+                                   metric_b="last"),))
+    ledger = Ledger(tmp_path / "runs.jsonl")
+    run_experiment(exp, ledger, progress=False, log=lambda s: None)
+    (row,) = claim_rows(exp, ledger)
+    diffs = [100 * (0.01 + 0.001 * (s % 2)) for s in range(5)]  # the per-seed differences
+    iv = paired_interval([100 * run({}, s)["ema"] for s in range(5)],
+                         [100 * run({}, s)["last"] for s in range(5)])
+    half = t_quantile(0.975, 4) * summarize(diffs).sd / math.sqrt(5)
+    assert iv.diff == pytest.approx(summarize(diffs).mean) and iv.df == 4
+    assert (iv.low, iv.high) == pytest.approx((iv.diff - half, iv.diff + half))
+    assert (row.interval.low, row.interval.high) == pytest.approx((iv.low, iv.high))
+    assert row.verdict == "agrees"  # unpaired, the seeds' spread (2 points) would hide it
+    assert welch_interval([100 * run({}, s)["ema"] for s in range(5)],
+                          [100 * run({}, s)["last"] for s in range(5)]).low < 0
+    with pytest.raises(ValueError, match="metric_b"):
+        Experiment("e", "t", "p", (Arm("a", {}),), run, claims=(Claim("x", "y", "a", "a"),))
 
 
 def test_ledger_refuses_duplicates_and_names_a_bad_line(tmp_path):

@@ -108,8 +108,9 @@ def two_folders(tmp_path):
     record("06", [row(ours=2.318)], directory=full)
     record("07", [Result("Table 8", "memory at OS 8", 98, 98.0, unit="KiB")], directory=full)
     record("06", [row(ours=2.3181)], directory=ci)  # chapter 06 re-ran under ci
-    record("10", [Result("Table 7", "top-1 with LS", 78.3, 68.4, unit="%", kind="small-scale",
-                         note="shapes, not ImageNet")], directory=ci)
+    record("10", [Result("Table 7", "label smoothing improves top-1", "LS > neither",
+                         "+1.2 [-0.5, +2.9] (95 %, n=5/5)", unit="points", kind="small-scale",
+                         note="shapes, not ImageNet", verdict="inconclusive")], directory=ci)
     return ci, full
 
 
@@ -118,7 +119,7 @@ def test_collect_prefers_the_current_run_and_falls_back(two_folders):
     rep = rp.collect(primary=ci, fallback=full)
     assert rep.sources == {"06": ci, "07": full, "10": ci}
     assert [r.ours for r in rep.rows if r.chapter == "06"] == [2.3181]  # not both copies
-    assert rep.counts() == {"exact": 2, "small-scale": 1, "other-hardware": 0}
+    assert rep.counts() == {"exact": 2, "inference": 0, "small-scale": 1, "other-hardware": 0}
     assert list(rep.by_source()) == ["Table 7", "Table 8", "§4.1 / Fig. 8"]
 
 
@@ -128,7 +129,7 @@ def test_report_markdown_links_every_row_to_its_chapter(two_folders):
     text = rp.report_markdown(rep)
     assert "[06](06_full_network.ipynb)" in text and "[10](10_training.ipynb)" in text
     assert text.count("| ✓ matches |") == 2
-    assert "ours / paper = 0.87" in text  # 68.4 / 78.3, a small-scale row gets a ratio, not a verdict
+    assert "| inconclusive |" in text and "ours / paper" not in text  # a verdict, never a ratio
     assert "same protocol at small scale" in text and KINDS["exact"] in text
     assert "#### Table 7: Label smoothing" in text  # the paper's caption from mobilevit_edu.book.paper
     headings = [line for line in text.splitlines() if line.startswith("####")]
@@ -141,14 +142,17 @@ def test_plot_report_draws_one_dot_per_numeric_row(two_folders):
     ci, full = two_folders
     rep = rp.collect(primary=ci, fallback=full)
     rep.rows.append(Result("Fig. 5", "a text row", "[1]", "[1]"))  # no dot for text
+    rep.rows.append(Result("Table 11", "a latency ratio", 12.0, 9.0, kind="other-hardware"))
+    rep.rows.append(Result("Table 7", "an old ratio row", 78.3, 68.4, kind="small-scale"))
     fig = plot_report(rep)
     xs = sorted(float(c.get_offsets()[0][0]) for c in fig.axes[0].collections if len(c.get_offsets()))
-    assert xs == pytest.approx(sorted([2.3181 / 2.3, 98.0 / 98, 68.4 / 78.3]))
-    # ordered by kind, then by the paper's table: the exact rows (Table 8, §4.1) before Table 7
+    assert xs == pytest.approx(sorted([2.3181 / 2.3, 98.0 / 98, 9.0 / 12.0]))
+    # ordered by kind, then by the paper's table; a small-scale row never becomes a ratio, even
+    # with numbers on both sides
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert [label.split(":")[0] for label in labels] == ["Table 8", "§4.1 / Fig. 8", "Table 7"]
+    assert [label.split(":")[0] for label in labels] == ["Table 8", "§4.1 / Fig. 8", "Table 11"]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == list(KINDS.values())
+    assert legend == [v for k, v in KINDS.items() if k != "small-scale"]
     plt.close(fig)
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 from mobilevit_edu.book import paper
 from mobilevit_edu.book.manifest import find_root, load_book
 from mobilevit_edu.book.results import KINDS, Result, load_results, results_dir
+from mobilevit_edu.experiments.protocol import ClaimRow
 
-__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "not_rebuilt"]
+__all__ = ["Report", "collect", "agrees", "source_order", "report_markdown", "not_rebuilt",
+           "claim_results"]
 
 
 @dataclass
@@ -96,11 +98,12 @@ def _decimals(x: float) -> int:
 
 
 def agrees(r: Result) -> bool | None:
-    """For an exact row with two numbers: does ours round to the paper's printed number?
+    """For an exact (or inferred) row with two numbers: does ours round to the paper's printed
+    number?
 
     ``None`` where the question does not apply (small-scale or other-hardware rows, text, or a
     row without a paper number)."""
-    if r.kind != "exact" or r.paper is None:
+    if r.kind not in ("exact", "inference") or r.paper is None:
         return None
     if isinstance(r.paper, str) or isinstance(r.ours, str):
         return str(r.paper) == str(r.ours)
@@ -136,7 +139,10 @@ def _verdict(r: Result) -> str:
         return "✗ differs"
     if r.kind == "exact":
         return "exact (no paper number)" if r.paper is None else "exact"
-    if isinstance(r.paper, (int, float)) and isinstance(r.ours, (int, float)) and r.paper:
+    if r.kind == "small-scale":
+        return r.verdict or "—"
+    if r.kind == "other-hardware" and isinstance(r.paper, (int, float)) and \
+            isinstance(r.ours, (int, float)) and r.paper:
         return f"ours / paper = {float(r.ours) / float(r.paper):.2f}"
     return "—"
 
@@ -169,3 +175,19 @@ def not_rebuilt(report: Report) -> list[tuple[str, str]]:
     covered = {r.source for r in report.rows}
     return [(t.source, t.caption) for t in paper.TABLES.values()
             if t.source not in covered and re.sub(r"(\d)[a-z]$", r"\1", t.source) not in covered]
+
+
+def claim_results(rows: Sequence[ClaimRow], note: str = "") -> list[Result]:
+    """The report's rows for claims judged by the experiment protocol: the claim's direction as
+    the paper's entry, our effect with its 95 % interval, and the verdict (kind
+    ``small-scale``; never a ratio of our accuracy to the paper's)."""
+    out = []
+    for r in rows:
+        c = r.claim
+        a, b = (c.a, c.b) if c.a != c.b else (f"{c.a} {c.metrics[0]}", c.metrics[1])
+        direction = f"{a} {'>' if c.sign > 0 else '<'} {b}"
+        unit = "points" if c.scale == 100.0 else c.metric
+        out.append(Result(c.source, c.statement, paper=direction,
+                          ours=f"{r.interval} (95 %, n={r.a.n}/{r.b.n})", unit=unit,
+                          kind="small-scale", note=note, verdict=r.verdict))
+    return out

@@ -19,7 +19,14 @@ profile (the committed results, from the run that made the committed outputs) an
 The kind of match says how far our number can be compared with the paper's:
 
 - ``exact``: an architecture fact (parameters, MACs, shapes, sampler tables) that must match;
-- ``small-scale``: the paper's protocol run at a small scale here (the shapes data, minutes of CPU);
+- ``inference``: a number the paper prints that we can only match by reading it (e.g. which
+  operations its 0.7 G MACs count, or the activation sizes its Table 8 implies): checked like
+  an exact fact, but the reading is ours, not the paper's statement;
+- ``small-scale``: a claim of the paper tested with the protocol of
+  :mod:`mobilevit_edu.experiments` at a small scale here (the shapes data, seeds, a 95 %
+  interval): ``paper`` states the claim's direction, ``ours`` the effect with its interval,
+  ``verdict`` says *agrees*, *contradicts* or *inconclusive* -- never a ratio of our accuracy
+  to the paper's;
 - ``other-hardware``: the same kind of measurement on different hardware (our CPU, not an iPhone).
 """
 
@@ -40,6 +47,7 @@ __all__ = ["KINDS", "Result", "results_dir", "record", "load_results"]
 RESULTS_ENV = "MOBILEVIT_EDU_RESULTS"
 KINDS: dict[str, str] = {
     "exact": "exact architecture fact",
+    "inference": "our reading of the paper (inferred)",
     "small-scale": "same protocol at small scale",
     "other-hardware": "measured on other hardware",
 }
@@ -64,6 +72,7 @@ class Result:
     kind: str = "exact"
     note: str = ""
     chapter: str = field(default="", compare=False)
+    verdict: str = ""  # small-scale rows: agrees / contradicts / inconclusive
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -100,10 +109,13 @@ def _to_row(r: Result) -> dict:
     return row
 
 
-def record(chapter: str, rows: Sequence[Result], directory: str | os.PathLike | None = None) -> Path:
+def record(chapter: str, rows: Sequence[Result], directory: str | os.PathLike | None = None,
+           *, replace: bool = False) -> Path:
     """Record ``rows`` for ``chapter`` ("12") into ``results/12.json`` and return its path.
 
-    Rows with the same ``(source, item)`` as a previous recording replace it; others are kept.
+    Rows with the same ``(source, item)`` as a previous recording replace it; others are kept,
+    unless ``replace=True``: then the file holds exactly ``rows`` (a chapter that records all
+    its rows in one call uses it, so that a row it no longer makes does not linger).
     Under the ``ci`` profile the rows go to ``_build/results-ci/`` unless
     ``$MOBILEVIT_EDU_RESULTS`` says otherwise."""
     if not _CHAPTER_RE.match(str(chapter)):
@@ -118,7 +130,7 @@ def record(chapter: str, rows: Sequence[Result], directory: str | os.PathLike | 
     folder = Path(directory) if directory is not None else results_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{chapter}.json"
-    old = json.loads(path.read_text()).get("results", []) if path.exists() else []
+    old = json.loads(path.read_text()).get("results", []) if path.exists() and not replace else []
     merged = {(row["source"], row["item"]): row for row in old}
     merged.update({(r.source, r.item): _to_row(r) for r in rows})
     payload = {"chapter": chapter, "profile": profile_name(None), "results": list(merged.values())}

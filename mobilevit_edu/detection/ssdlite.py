@@ -20,7 +20,9 @@ MobileViT-S 27.7 mAP with 5.7 M (Table 1a). As the official code (apple/ml-cvnet
   then a separable 3 x 3 conv (a plain 1 x 1 conv on the global map) predicting, per location,
   ``anchors x (4 + classes)`` numbers. Heads and extra layers use ReLU; the backbone keeps Swish.
 
-The backbone's per-stage maps come from its feature contract, ``forward_intermediates``.
+The backbone's per-stage maps come from its feature contract, ``forward_intermediates`` and
+``feature_info`` (the maps at output stride 16 and 32), so the same detector runs on the
+MobileNetV2 backbone Table 1 compares with (``create_ssdlite("mobilenetv2_100")``).
 """
 
 from __future__ import annotations
@@ -108,24 +110,30 @@ def _xavier_init(module: nn.Module) -> None:
 
 
 class SSDLite(nn.Module):
-    """SSDLite on a MobileViT backbone (paper §4.2.1).
+    """SSDLite on a MobileViT backbone (paper §4.2.1), or on any backbone of the feature
+    contract whose fourth and fifth stages are at output stride 16 and 32 (MobileNetV2).
 
-    ``backbone`` must be a ``MobileViT`` built with ``num_classes=0, expand_output=False`` (the
-    official detector drops the classifier and the 1 x 1 expansion conv). ``num_classes``
-    counts the background: 81 for COCO's 80 classes.
+    ``backbone`` must be built with ``num_classes=0, expand_output=False`` (the official
+    detector drops the classifier and the 1 x 1 expansion conv). ``num_classes`` counts the
+    background: 81 for COCO's 80 classes.
     """
 
-    def __init__(self, backbone: MobileViT, num_classes: int, config: SSDConfig = SSDConfig(),
+    def __init__(self, backbone: nn.Module, num_classes: int, config: SSDConfig = SSDConfig(),
                  image_size: int | tuple[int, int] = 320) -> None:
         super().__init__()
-        if backbone.classifier is not None or backbone.conv_1x1_exp is not None:
+        if (getattr(backbone, "classifier", None) is not None
+                or getattr(backbone, "conv_1x1_exp", None) is not None):
             raise ValueError("build the backbone with num_classes=0 and expand_output=False")
+        strides = [info["stride"] for info in getattr(backbone, "feature_info", [])]
+        if strides[3:5] != [16, 32]:
+            raise ValueError(f"SSDLite reads the backbone's stages at output stride 16 and 32; "
+                             f"this backbone's stages are at {strides}")
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
         self.backbone, self.num_classes, self.config = backbone, num_classes, config
         self.image_size = to_pair(image_size, "image_size")
         ssd_feature_sizes(self.image_size, config.output_strides)  # validates the size
-        c4, c5 = backbone.config.channels[4], backbone.config.channels[5]
+        c4, c5 = (info["channels"] for info in backbone.feature_info[3:5])
 
         extra: dict[str, nn.Module] = {}
         in_ch, map_channels = c5, [c4, c5]
@@ -199,14 +207,20 @@ _NAMES = {"xxs": "xxs", "xs": "xs", "s": "s", "mobilevit_xxs": "xxs", "mobilevit
 def create_ssdlite(name: str = "mobilevit_xxs", num_classes: int = 81,
                    image_size: int | tuple[int, int] = 320, config: SSDConfig = SSDConfig(),
                    **backbone_overrides: Any) -> SSDLite:
-    """SSDLite-MobileViT by backbone name (``"mobilevit_xxs"``/``"xxs"``, ``xs``, ``s``).
+    """SSDLite-MobileViT by backbone name (``"mobilevit_xxs"``/``"xxs"``, ``xs``, ``s``), or
+    SSDLite on MobileNetV2 (``"mobilenetv2_100"`` and the other widths of the registry).
 
     ``num_classes`` includes the background (COCO: 80 + 1 = 81). ``backbone_overrides`` go to
     :class:`~mobilevit_edu.models.mobilevit.MobileViT` or its config (e.g. ``fused_attention=False``)."""
+    if name.startswith("mobilenetv2_"):
+        from mobilevit_edu.models.registry import create_model
+
+        backbone = create_model(name, num_classes=0, expand_output=False, **backbone_overrides)
+        return SSDLite(backbone, num_classes, config, image_size)
     key = _NAMES.get(name)
     if key is None:
         raise ValueError(f"unknown SSDLite backbone {name!r}; known: mobilevit_xxs, mobilevit_xs, "
-                         "mobilevit_s (or xxs, xs, s)")
+                         "mobilevit_s (or xxs, xs, s), mobilenetv2_100 (or another width)")
     fields = {k: v for k, v in backbone_overrides.items() if hasattr(CONFIGS[key], k)}
     rest = {k: v for k, v in backbone_overrides.items() if k not in fields}
     backbone = MobileViT(config_with(CONFIGS[key], **fields), num_classes=0, expand_output=False,

@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "mobilevit_xxs", "overrides": {}, "task": "shape", "image_size": 32,
     "n_train": 2400, "n_val": 500, "n_test": 1000, "epochs": 10, "batch_size": 64,
     "lr": 0.002, "weight_decay": 0.01, "label_smoothing": 0.1, "ema": True,
-    "sampler": "standard", "threads": 1,
+    "sampler": "standard", "threads": 1, "test_sizes": (),
 }
 
 
@@ -51,7 +51,9 @@ def run_classification(config: Mapping[str, Any], seed: int) -> dict[str, float]
     warm-up from lr/10, a cosine to lr/10, an EMA spanning two epochs. With ``ema`` the EMA
     model is also scored after re-estimating its BatchNorm statistics on training batches.
     Returns ``val_acc``, ``test_acc`` (the trained weights), ``ema_val_acc``, ``ema_test_acc``
-    (if ``ema``), ``train_loss`` (last epoch) and ``updates``."""
+    (if ``ema``), ``train_loss`` (last epoch) and ``updates``; for every size ``s`` in
+    ``test_sizes`` also ``test_acc@s``: the same test scenes rendered natively at ``s x s``
+    (Fig. 7's accuracy across resolutions)."""
     unknown = set(config) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -80,6 +82,8 @@ def run_classification(config: Mapping[str, Any], seed: int) -> dict[str, float]
     history = train(model, tr, va, recipe, sampler=sampler)
     out = {"val_acc": evaluate(model, va)["acc"], "test_acc": evaluate(model, te)["acc"],
            "train_loss": history[-1]["train_loss"], "updates": float(history[-1]["iteration"])}
+    for size in c["test_sizes"]:
+        out[f"test_acc@{int(size)}"] = evaluate(model, te, image_size=int(size))["acc"]
     if history.ema is not None:
         batches = [torch.stack([tr[i][0] for i in range(k, min(k + 64, len(tr)))])
                    for k in range(0, min(len(tr), 512), 64)]  # [64, 3, H, W] each

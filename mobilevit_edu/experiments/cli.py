@@ -20,9 +20,9 @@ from pathlib import Path
 
 from mobilevit_edu.experiments.catalog import EXPERIMENTS, get, scaled
 from mobilevit_edu.experiments.ledger import Ledger
-from mobilevit_edu.experiments.protocol import Experiment, claim_rows, pending, run_experiment
+from mobilevit_edu.experiments.protocol import Experiment, claim_rows, pending, run_experiments
 
-__all__ = ["CI_CHANGES", "CI_SEEDS", "default_ledger", "select", "main"]
+__all__ = ["CI_CHANGES", "CI_SEEDS", "default_ledger", "select", "for_book", "main"]
 
 PROG = "python -m mobilevit_edu.experiments"
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,33 @@ def select(names: Sequence[str], profile: str) -> list[Experiment]:
         exps = [get(n) for n in chosen]
     except KeyError as err:
         raise UsageError(err.args[0]) from None
-    return [scaled(e, CI_CHANGES, CI_SEEDS) if profile == "ci" else e for e in exps]
+    # under ci a set that only chooses settings (no claims, e.g. the sweep) runs one seed
+    return [scaled(e, CI_CHANGES, CI_SEEDS if e.claims else CI_SEEDS[:1]) if profile == "ci"
+            else e for e in exps]
+
+
+def for_book(names: Sequence[str], profile: str,
+             ledger: str | Path | None = None) -> tuple[list[Experiment], Ledger]:
+    """The experiments a chapter shows, and their ledger, for ``profile``.
+
+    Under ``ci`` the reduced set is *run* here (a few seconds a run, resumed from
+    ``_build/``), so a test run exercises the whole protocol live. Under ``full`` the committed
+    ledger must already hold every run of the current code: a missing run raises a
+    ``RuntimeError`` naming the command that makes it (hours of CPU are never started from a
+    notebook, and a result of older code is never shown)."""
+    exps = select(names, profile)
+    book_ledger = Ledger(ledger or default_ledger(profile))
+    if profile == "ci":
+        run_experiments(exps, book_ledger, progress=False, log=lambda line: None)
+        return exps, book_ledger
+    for exp in exps:
+        missing = pending(exp, book_ledger)
+        if missing:
+            raise RuntimeError(
+                f"{exp.name}: the ledger {book_ledger.path.name} lacks {len(missing)} of its "
+                f"{len(exp.arms) * len(exp.seeds)} runs for the current code; run "
+                f"`python -m mobilevit_edu.experiments run {exp.name}` (or `make experiments`)")
+    return exps, book_ledger
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", default=None, help="the JSON-lines ledger (default by profile)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: five, 0-4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--shard", default="0/1", help="I/N: run the I-th of every N runs (start N "
+                   "processes, I = 0..N-1, to use N cores; they share the ledger)")
     return p
 
 
@@ -77,6 +105,16 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
     return seeds
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/2 and 1/2") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {text!r}: I must be 0 to N-1")
+    return index, count
+
+
 def _run(args: argparse.Namespace) -> int:
     ledger = Ledger(args.ledger or default_ledger(args.profile))
     seeds = _seeds(args.seeds)
@@ -89,8 +127,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     exps = select(args.names, args.profile)
     if args.command == "run":
-        for exp in exps:
-            run_experiment(exp, ledger, seeds=seeds, progress=not args.quiet)
+        run_experiments(exps, ledger, seeds=seeds, progress=not args.quiet,
+                        shard=_shard(args.shard))
         return 0
     for exp in exps:
         try:

@@ -3,10 +3,12 @@
 A small-scale experiment of the book is many short training runs (arms x seeds). Each run is
 recorded the moment it ends, so a long set of experiments can be stopped and resumed in another
 sitting: ``run_experiment`` skips every run already in the ledger. A run is identified by its
-*key*: a hash of the experiment, the arm, the seed, the full configuration and the **code
+*key*: a hash of the run function, the seed, the full configuration and the **code
 version** -- a hash of the library source the run depends on (comments and docstrings left out,
 so editing prose does not invalidate results, editing code does). A result is never served
-stale: change the code or the configuration and the old runs no longer match.
+stale: change the code or the configuration and the old runs no longer match. The experiment
+and the arm are not part of the key: two experiments that share an arm (the same function,
+settings and seed) share its runs.
 
 Each line holds the key, the configuration, the code version, the metrics, the wall time, the
 thread count and the machine (CPU, torch version), so a reader can re-run any one of them.
@@ -55,10 +57,11 @@ def code_version(packages: Iterable[str] = ("nn", "models", "data", "train")) ->
     return digest.hexdigest()[:12]
 
 
-def run_key(experiment: str, arm: str, seed: int, config: Mapping[str, Any], code: str) -> str:
-    """The identity of one run: a hash of everything that determines its result."""
-    blob = json.dumps({"experiment": experiment, "arm": arm, "seed": seed, "config": config,
-                       "code": code}, sort_keys=True, default=str)
+def run_key(runner: str, seed: int, config: Mapping[str, Any], code: str) -> str:
+    """The identity of one run: a hash of everything that determines its result (the run
+    function ``runner``, its settings, the seed and the code version)."""
+    blob = json.dumps({"run": runner, "seed": seed, "config": config, "code": code},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -92,11 +95,12 @@ class Run:
     wall_s: float
     machine: dict[str, Any] = field(default_factory=dict)
     key: str = ""
+    runner: str = ""  # the run function, module.name (part of the key)
 
     def __post_init__(self) -> None:
         if not self.key:
-            object.__setattr__(self, "key", run_key(self.experiment, self.arm, self.seed,
-                                                    self.config, self.code))
+            object.__setattr__(self, "key", run_key(self.runner, self.seed, self.config,
+                                                    self.code))
 
 
 class Ledger:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["Summary", "Interval", "summarize", "t_cdf", "t_quantile", "welch_interval",
-           "VERDICTS", "verdict"]
+           "paired_interval", "VERDICTS", "verdict"]
 
 VERDICTS = ("agrees", "contradicts", "inconclusive")
 
@@ -136,6 +136,20 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) 
     df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
     half = t_quantile(0.5 + level / 2.0, df) * se
     return Interval(diff, diff - half, diff + half, level, df)
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
+    """The t interval of ``mean(a - b)`` for paired values (``a[i]`` and ``b[i]`` measured on
+    the same run, e.g. a run's EMA and last weights): ``n - 1`` degrees of freedom."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal counts, got {len(a)} and {len(b)}")
+    d = summarize([x - y for x, y in zip(a, b)])
+    if d.n < 2:
+        raise ValueError(f"an interval needs >= 2 seeds, got {d.n}")
+    if d.sd == 0.0:
+        return Interval(d.mean, d.mean, d.mean, level, math.inf)
+    half = t_quantile(0.5 + level / 2.0, d.n - 1) * d.sd / math.sqrt(d.n)
+    return Interval(d.mean, d.mean - half, d.mean + half, level, float(d.n - 1))
 
 
 def verdict(interval: Interval, claimed_sign: int = +1) -> str:

@@ -47,7 +47,13 @@ MOBILENETV2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2 at a width multiplier, from ``InvertedResidual`` blocks."""
+    """MobileNetV2 at a width multiplier, from ``InvertedResidual`` blocks.
+
+    ``output_stride`` 16 (or 8) trades the stride of the last (two) down-sampling stages for
+    dilation, as DeepLabv3 does with this network (the first block of a dilated stage keeps the
+    previous rate, the others double it); ``expand_output=False`` leaves the 1 x 1 conv to
+    1280 channels out (a detection or segmentation backbone reads the stages, not the head).
+    """
 
     def __init__(
         self,
@@ -57,29 +63,41 @@ class MobileNetV2(nn.Module):
         in_channels: int = 3,
         dropout: float = 0.2,
         act: Callable[[], nn.Module] = nn.ReLU6,
+        output_stride: int = 32,
+        expand_output: bool = True,
     ) -> None:
         super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         self.in_channels, self.num_classes, self.width = in_channels, num_classes, width
+        self.output_stride = output_stride
         stem_ch = make_divisible(32 * width, 8)
         self.stem = ConvBNAct(in_channels, stem_ch, 3, stride=2, act=act)
         blocks: list[nn.Module] = []
-        last: dict[int, dict] = {}  # output stride -> the last block at that stride
-        c_in, stride_so_far = stem_ch, 2
+        last: dict[int, dict] = {}  # nominal output stride -> the last block of that stage
+        c_in, nominal, actual, dilation = stem_ch, 2, 2, 1
         for t, c, n, s in MOBILENETV2_SETTINGS:
             c_out = make_divisible(c * width, 8)
+            first_dilation = dilation
+            if s == 2 and nominal * 2 > output_stride:  # keep the resolution, dilate instead
+                dilation *= 2
+                s_eff = 1
+            else:
+                s_eff = s
             for i in range(n):
-                stride = s if i == 0 else 1
-                blocks.append(InvertedResidual(c_in, c_out, stride, t, act=act))
+                blocks.append(InvertedResidual(c_in, c_out, s_eff if i == 0 else 1, t, act=act,
+                                               dilation=first_dilation if i == 0 else dilation))
                 c_in = c_out
-            stride_so_far *= s
-            last[stride_so_far] = {"name": f"blocks.{len(blocks) - 1}", "channels": c_out,
-                                   "stride": stride_so_far}
+            nominal, actual = nominal * s, actual * s_eff
+            last[nominal] = {"name": f"blocks.{len(blocks) - 1}", "channels": c_out,
+                             "stride": actual}
         self.blocks = nn.Sequential(*blocks)
-        # one stage per output stride (2, 4, 8, 16, 32): blocks 0, 2, 5, 12, 16
+        # one stage per nominal output stride (2, 4, 8, 16, 32): blocks 0, 2, 5, 12, 16
         self.feature_info: list[dict] = list(last.values())
         self._stage_ends = [int(info["name"].split(".")[1]) for info in self.feature_info]
-        self.num_features = make_divisible(1280 * max(1.0, width), 8)
-        self.conv_1x1_exp = ConvBNAct(c_in, self.num_features, 1, act=act)
+        self.num_features = make_divisible(1280 * max(1.0, width), 8) if expand_output else c_in
+        self.conv_1x1_exp = ConvBNAct(c_in, self.num_features, 1, act=act) if expand_output \
+            else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else None
         init_weights(self)
@@ -102,9 +120,10 @@ class MobileNetV2(nn.Module):
         return self.blocks(self.stem(x))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """1x1 conv to 1280 channels, global pool, dropout, linear (the pooled vector without
-        a classifier)."""
-        x = self.conv_1x1_exp(x)  # [B, 320 w, h, w] -> [B, 1280, h, w]
+        """1x1 conv to 1280 channels (unless ``expand_output=False``), global pool, dropout,
+        linear (the pooled vector without a classifier)."""
+        if self.conv_1x1_exp is not None:
+            x = self.conv_1x1_exp(x)  # [B, 320 w, h, w] -> [B, 1280, h, w]
         x = x.mean(dim=(-2, -1))  # [B, 1280, h, w] -> [B, 1280]
         return x if self.classifier is None else self.classifier(self.dropout(x))
 

@@ -25,15 +25,17 @@ def _numeric(r: Any) -> bool:
 
 def plot_report(report: Any, *, name: str | None = None) -> "Figure":
     """Ours / paper for every row of ``report`` (a :class:`mobilevit_edu.book.report.Report`) with
-    two numbers, one dot per row, coloured by kind of match: exact facts sit on 1, small-scale and
-    other-hardware rows spread as far as they differ. Rows are ordered by kind, then by the
+    two numbers, one dot per row, coloured by kind of match: exact facts sit on 1, inferred and
+    other-hardware rows spread as far as they differ. Small-scale rows are never drawn as a
+    ratio (their verdicts are ``plots.experiments.plot_claims``'s). Rows are ordered by kind, then by the
     paper's table or figure. Saved as ``figures/<name>.png`` only when ``name`` is given."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    kinds = list(report.kinds)
+    kinds = [k for k in report.kinds if k != "small-scale"]  # claims get verdicts, not ratios
     in_source_order = [r for group in report.by_source().values() for r in group]
-    rows = sorted((r for r in in_source_order if _numeric(r)), key=lambda r: kinds.index(r.kind))
+    rows = sorted((r for r in in_source_order if _numeric(r) and r.kind in kinds),
+                  key=lambda r: kinds.index(r.kind))
     colours = {kind: f"C{i}" for i, kind in enumerate(kinds)}
     fig, ax = plt.subplots(figsize=(8, 0.26 * len(rows) + 1.4))
     for y, r in enumerate(rows):

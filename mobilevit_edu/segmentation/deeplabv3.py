@@ -105,7 +105,8 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3(nn.Module):
-    """DeepLabv3: a MobileViT backbone at output stride 16, ASPP, and a 1x1 classifier.
+    """DeepLabv3: a MobileViT (or MobileNetV2) backbone at output stride 16, ASPP, and a 1x1
+    classifier.
 
     ``forward(x)`` returns logits at the backbone's resolution, ``[B, K, ceil(H/16), ceil(W/16)]``
     (as Hugging Face's model does); the loss and the metric upsample them bilinearly to the mask
@@ -114,7 +115,7 @@ class DeepLabV3(nn.Module):
 
     def __init__(
         self,
-        backbone: MobileViT,
+        backbone: nn.Module,
         num_classes: int = 21,
         *,
         aspp_channels: int = 256,
@@ -123,7 +124,8 @@ class DeepLabV3(nn.Module):
         classifier_dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if backbone.conv_1x1_exp is not None or backbone.classifier is not None:
+        if (getattr(backbone, "conv_1x1_exp", None) is not None
+                or getattr(backbone, "classifier", None) is not None):
             raise ValueError(
                 "the DeepLabv3 backbone has no conv_1x1_exp and no classifier: build it with "
                 "MobileViT(config, num_classes=0, output_stride=16, expand_output=False) or use "
@@ -190,14 +192,17 @@ def create_deeplabv3(
     **backbone_overrides: Any,
 ) -> DeepLabV3:
     """DeepLabv3 on MobileViT ``name`` ("xxs", "xs", "s" or "mobilevit_xxs", ...), the official
-    segmentation network: output stride 16, ASPP with 256 channels and rates 6 / 12 / 18.
+    segmentation network: output stride 16, ASPP with 256 channels and rates 6 / 12 / 18; or on
+    MobileNetV2 (``"mobilenetv2_100"`` or another width), the backbone Table 2 compares with,
+    dilated the same way.
 
     ``backbone_overrides`` go to :func:`mobilevit_edu.create_model` (e.g. ``patch_sizes=...``).
     """
     from mobilevit_edu.models.registry import create_model
 
-    backbone = create_model(f"mobilevit_{mobilevit_size(name)}", num_classes=0,
-                            output_stride=output_stride, expand_output=False, **backbone_overrides)
+    model = name if name.startswith("mobilenetv2_") else f"mobilevit_{mobilevit_size(name)}"
+    backbone = create_model(model, num_classes=0, output_stride=output_stride,
+                            expand_output=False, **backbone_overrides)
     return DeepLabV3(backbone, num_classes, aspp_channels=aspp_channels,
                      atrous_rates=atrous_rates, aspp_dropout=aspp_dropout,
                      classifier_dropout=classifier_dropout)
