@@ -208,3 +208,30 @@ def test_cli_user_mistakes_exit_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--ledger", str(tmp_path / "x.jsonl")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_for_book_runs_ci_live_and_refuses_a_stale_full_ledger(tmp_path):
+    from mobilevit_edu.experiments.cli import for_book
+
+    ledger = tmp_path / "book.jsonl"
+    (exp,), book = for_book(["label_smoothing"], "ci", ledger)
+    assert len(book.runs()) == 4 and not pending(exp, book)  # 2 arms x 2 seeds, run here
+    with pytest.raises(RuntimeError, match="lacks 10 of its 10 runs.*run label_smoothing"):
+        for_book(["label_smoothing"], "full", tmp_path / "empty.jsonl")
+
+
+def test_ci_profile_gives_a_settings_sweep_one_seed():
+    from mobilevit_edu.experiments.cli import select
+
+    sweep, local = select(["lr_sweep", "models_local"], "ci")
+    assert sweep.seeds == (0,) and local.seeds == (0, 1)
+    assert all(a.config["n_train"] == 256 and a.config["epochs"] == 2 for a in sweep.arms)
+    assert {a.config["lr"] for a in sweep.arms} > {0.001, 0.02}  # the arms keep what they vary
+
+
+@pytest.mark.parametrize("shard", ["2/2", "x", "1/0"])
+def test_cli_bad_shard_exits_2(shard, tmp_path, capsys):
+    from mobilevit_edu.experiments.cli import main
+
+    assert main(["run", "fusion", "--shard", shard, "--ledger", str(tmp_path / "x.jsonl")]) == 2
+    assert "--shard" in capsys.readouterr().err

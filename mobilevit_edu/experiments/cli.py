@@ -22,11 +22,12 @@ from mobilevit_edu.experiments.catalog import EXPERIMENTS, get, scaled
 from mobilevit_edu.experiments.ledger import Ledger
 from mobilevit_edu.experiments.protocol import Experiment, claim_rows, pending, run_experiments
 
-__all__ = ["CI_CHANGES", "CI_SEEDS", "default_ledger", "select", "for_book", "main"]
+__all__ = ["CI_CHANGES", "CI_CHANGES_DENSE", "CI_SEEDS", "default_ledger", "select", "for_book", "main"]
 
 PROG = "python -m mobilevit_edu.experiments"
 ROOT = Path(__file__).resolve().parents[2]
 CI_CHANGES = {"n_train": 256, "n_val": 100, "n_test": 100, "epochs": 2}
+CI_CHANGES_DENSE = {"n_train": 64, "n_val": 20, "n_test": 20, "epochs": 2}  # detection, segmentation
 CI_SEEDS = (0, 1)
 
 
@@ -51,8 +52,10 @@ def select(names: Sequence[str], profile: str) -> list[Experiment]:
     except KeyError as err:
         raise UsageError(err.args[0]) from None
     # under ci a set that only chooses settings (no claims, e.g. the sweep) runs one seed
-    return [scaled(e, CI_CHANGES, CI_SEEDS if e.claims else CI_SEEDS[:1]) if profile == "ci"
-            else e for e in exps]
+    if profile != "ci":
+        return exps
+    return [scaled(e, CI_CHANGES_DENSE if e.run.__module__.endswith(".dense") else CI_CHANGES,
+                   CI_SEEDS if e.claims else CI_SEEDS[:1]) for e in exps]
 
 
 def for_book(names: Sequence[str], profile: str,

@@ -60,15 +60,16 @@ def format_arm_table(table: Mapping[str, Mapping[str, Summary]],
     metrics = list(next(iter(table.values())))
     cols = list(next(iter(extra.values()))) if extra else []
     width = max(len(a) for a in arms) + 2
+    wide = {c: max(14, len(c) + 2) for c in cols}
     head = f"{'arm':{width}s}" + "".join(f"{m:>16s}" for m in metrics) + "".join(
-        f"{c:>14s}" for c in cols)
+        f"{c:>{wide[c]}s}" for c in cols)
     lines = [head]
     for arm in arms:
         row = f"{arm:{width}s}" + "".join(
             f"{table[arm][m].mean:10.1f} ± {table[arm][m].sd:3.1f}" for m in metrics)
         for c in cols:
             value = extra[arm][c]
-            row += f"{value:14,}" if isinstance(value, int) else f"{value:>14}"
+            row += f"{value:{wide[c]},}" if isinstance(value, int) else f"{value:>{wide[c]}}"
         lines.append(row)
     n = {s.n for row in table.values() for s in row.values()}
     lines.append(f"(mean ± sd over {', '.join(map(str, sorted(n)))} seeds)")

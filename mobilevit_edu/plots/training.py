@@ -1,6 +1,6 @@
-"""Pictures of training runs (chapters 10 and 11): the learning-rate schedule of §4.1, the loss and
-accuracy curves of Fig. 3, the Table 7 ablation beside the paper's, and accuracy against test
-resolution (the multi-scale sampler of §3.3).
+"""Pictures of training runs (chapter 10): the learning-rate schedule of §4.1 and the loss and
+accuracy curves of Fig. 3. The experiments' pictures (seeds, intervals, accuracy across test
+resolutions) are in :mod:`mobilevit_edu.plots.experiments`.
 
 Every function draws, returns the figure, and saves ``figures/<name>.png`` only when given ``name``.
 """
@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 
 from mobilevit_edu.plots.save import finish
 
-__all__ = ["plot_lr_schedule", "plot_training_curves", "plot_ablation",
-           "plot_accuracy_vs_resolution"]
+__all__ = ["plot_lr_schedule", "plot_training_curves"]
 
 
 def plot_lr_schedule(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -52,41 +51,3 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
     if title:
         fig.suptitle(title)
     return finish(fig, name)
-
-
-def plot_ablation(ours: Mapping[str, float], paper: Mapping[str, float],
-                  name: str | None = None) -> Figure:
-    """Table 7 side by side: the paper's ImageNet top-1 (left) and ours (right) per setting."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
-    for ax, (title, vals, color) in zip(axes, [
-        ("paper (Table 7), MobileViT-S, ImageNet", paper, "#D55E00"),
-        ("this book, MobileViT-XXS, shapes", ours, "#0072B2"),
-    ]):
-        keys = list(vals)
-        bars = ax.bar(keys, [vals[k] for k in keys], color=color, width=0.55)
-        lo, hi = min(vals.values()), max(vals.values())
-        pad = max(0.5, (hi - lo) * 0.8)
-        ax.set(ylim=(lo - pad, hi + pad), ylabel="top-1 (%)", title=title)
-        ax.bar_label(bars, fmt="%.1f", fontsize=9)
-        ax.title.set_fontsize(10)
-    return finish(fig, name)
-
-
-def plot_accuracy_vs_resolution(results: Mapping[str, Mapping[int, float]], train_size: int,
-                                name: str | None = None,
-                                train_range: tuple[int, int] | None = None) -> Figure:
-    """Validation accuracy (%) against test resolution, one line per model; the training
-    resolution (and the multi-scale range, shaded) marked."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    if train_range is not None:
-        ax.axvspan(*train_range, color="#009E73", alpha=0.1, label="multi-scale training range")
-    ax.axvline(train_size, color="0.5", lw=1, ls="--", label=f"standard: trained at {train_size}")
-    for label, accs in results.items():
-        sizes = sorted(accs)
-        ax.plot(sizes, [100 * accs[s] for s in sizes], marker="o", label=label)
-    ax.set(xlabel="test resolution (px)", ylabel="validation top-1 (%)",
-           title="accuracy away from the training resolution")
-    ax.legend(fontsize=8)
-    return finish(fig, name)
-
-
