@@ -18,7 +18,7 @@ segmentation       DeepLabv3: MobileViT beats MobileNetV2            Table 2
 =================  ================================================  =========================
 
 **Common settings.** 64 x 64 images (at 32 px MobileNetV2 barely learns the local task: about
-30 % after 10 epochs, where it reaches about 94 % at 64 px), 2,400 training scenes, 10 epochs of
+30 % after 10 epochs, where it reaches 82-91 % validation top-1 at 64 px in the sweep), 2,400 training scenes, 10 epochs of
 38 updates (380 updates), batch 64, the paper's recipe otherwise (AdamW, weight decay 0.01,
 warm-up then cosine, label smoothing 0.1, EMA). At 64 px the global task's two objects lie at
 least 0.4 of the image apart (>= 26 px), farther than a 3 x 3 convolution stack sees before the
@@ -28,9 +28,10 @@ last stages of any of the three models.
 the *local* task, scored on the validation split (scenes of their own seed, never the test
 split), seeds 100 and 101 (not among the experiments' seeds 0-4). :data:`CHOSEN_LR` holds the
 rate of each model with the best mean; a test checks it against the committed ledger. Two seeds,
-not one: MobileViT-XXS at 0.005 reached 98 % with seed 100 but failed to converge with other
-seeds, so one seed would have chosen a rate at the edge of stability. The same rates serve the global
-task: the sweep is not repeated per task.
+not one: MobileViT-XXS at 0.01 reached 98.6 % with seed 101 but 49.2 % with seed 100, so one
+seed could have chosen a rate at the edge of stability. The committed sweep chose 0.005
+(MobileViT-XXS), 0.01 (MobileNetV2-0.5) and 0.001 (ViT), each inside the grid, not at its edge.
+The same rates serve the global task: the sweep is not repeated per task.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ CONTENDERS: dict[str, dict[str, Any]] = {  # arm name -> model settings (about 1
 LR_GRID: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
 SWEEP_SEEDS: tuple[int, ...] = (100, 101)
 CHOSEN_LR: dict[str, float] = {  # the best val_acc of lr_sweep (tests/test_experiments.py)
-    "MobileViT-XXS": 0.005, "MobileNetV2-0.5": 0.01, "ViT-128x6": 0.002,
+    "MobileViT-XXS": 0.005, "MobileNetV2-0.5": 0.01, "ViT-128x6": 0.001,
 }
 TEST_SIZES: tuple[int, ...] = (32, 48, 64, 80, 96)  # every run is also tested at these sizes
 # Every arm spells out the settings any arm varies, so that equal arms have equal keys and share
