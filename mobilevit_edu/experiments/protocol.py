@@ -196,8 +196,9 @@ class ClaimRow:
     def line(self) -> str:
         c = self.claim
         a, b = (c.a, c.b) if c.a != c.b else (f"{c.a} ({c.metrics[0]})", f"({c.metrics[1]})")
+        unit = "points" if c.scale == 100.0 else c.metric
         return (f"{c.source}: {c.statement}: {a} {self.a} vs {b} {self.b}; "
-                f"difference {self.interval} points -> {self.verdict}")
+                f"difference {self.interval} {unit} -> {self.verdict}")
 
 
 def claim_rows(exp: Experiment, ledger: Ledger,
