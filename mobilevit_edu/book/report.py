@@ -186,8 +186,7 @@ def claim_results(rows: Sequence[ClaimRow], note: str = "") -> list[Result]:
         c = r.claim
         a, b = (c.a, c.b) if c.a != c.b else (f"{c.a} {c.metrics[0]}", c.metrics[1])
         direction = f"{a} {'>' if c.sign > 0 else '<'} {b}"
-        unit = "points" if c.scale == 100.0 else c.metric
         out.append(Result(c.source, c.statement, paper=direction,
-                          ours=f"{r.interval} (95 %, n={r.a.n}/{r.b.n})", unit=unit,
+                          ours=f"{r.interval} (95 %, n={r.a.n}/{r.b.n})", unit=c.unit,
                           kind="small-scale", note=note, verdict=r.verdict))
     return out

@@ -56,6 +56,11 @@ class Claim:
         """The metric read from arm ``a`` and the one read from arm ``b``."""
         return self.metric, self.metric_b or self.metric
 
+    @property
+    def unit(self) -> str:
+        """What the interval is in: points for accuracies (fractions x 100), else the metric."""
+        return "points" if self.scale == 100.0 else self.metric
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -196,9 +201,8 @@ class ClaimRow:
     def line(self) -> str:
         c = self.claim
         a, b = (c.a, c.b) if c.a != c.b else (f"{c.a} ({c.metrics[0]})", f"({c.metrics[1]})")
-        unit = "points" if c.scale == 100.0 else c.metric
         return (f"{c.source}: {c.statement}: {a} {self.a} vs {b} {self.b}; "
-                f"difference {self.interval} {unit} -> {self.verdict}")
+                f"difference {self.interval} {c.unit} -> {self.verdict}")
 
 
 def claim_rows(exp: Experiment, ledger: Ledger,

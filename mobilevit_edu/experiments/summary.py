@@ -89,7 +89,6 @@ def format_claims(rows: Sequence[ClaimRow]) -> str:
     out = []
     for r in rows:
         c = r.claim
-        unit = " points" if c.scale == 100.0 else ""
         if c.a != c.b:
             a, b, diff = c.a, c.b, f"{c.a} − {c.b}"
         else:
@@ -97,7 +96,7 @@ def format_claims(rows: Sequence[ClaimRow]) -> str:
         out.append(f"{r.verdict.upper():12s} {c.source}: {c.statement}\n"
                    f"{'':13s}{a} {r.a.mean:.1f} ± {r.a.sd:.1f} vs {b} {r.b.mean:.1f} ± "
                    f"{r.b.sd:.1f} (n={r.a.n}/{r.b.n})\n"
-                   f"{'':13s}{diff} = {r.interval}{unit} (95 % interval)")
+                   f"{'':13s}{diff} = {r.interval} {c.unit} (95 % interval)")
     return "\n".join(out)
 
 
